@@ -1,0 +1,58 @@
+"""One family of errors for bad input, each carrying the file, line, column and source line it is about."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Diagnostic:
+    """One problem at one place; `line` and `col` count from 1 (0 when the input as a whole is at fault)."""
+
+    message: str
+    file: str = "<input>"
+    line: int = 0
+    col: int = 0
+    source_line: str = ""
+
+    def format(self) -> str:
+        """`FILE:LINE:COL: error: MESSAGE`, then the source line and a caret under the column."""
+        head = f"{self.file}:{self.line}:{self.col}: error: {self.message}"
+        if not self.source_line:
+            return head
+        caret = " " * (max(self.col, 1) - 1) + "^"
+        return f"{head}\n    {self.source_line}\n    {caret}"
+
+
+class DcpnetError(Exception):
+    """Bad input: one or more diagnostics. The CLI prints them all and exits with code 2."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic):
+        self.diagnostics = diagnostics if isinstance(diagnostics, list) else [diagnostics]
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        return "\n".join(d.format() for d in self.diagnostics)
+
+
+class SourceText:
+    """The text of a file, able to make diagnostics at a line and column of it."""
+
+    def __init__(self, text: str, file: str = "<input>"):
+        self.text = text
+        self.file = file
+        self.lines = text.splitlines()
+
+    def diagnostic(self, message: str, line: int, col: int) -> Diagnostic:
+        source = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        return Diagnostic(message, self.file, line, col, source)
+
+    def error(self, message: str, line: int, col: int) -> DcpnetError:
+        return DcpnetError(self.diagnostic(message, line, col))
+
+
+def did_you_mean(name: str, choices) -> str:
+    """' (did you mean `relu`?)' for a close match, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""

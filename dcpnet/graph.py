@@ -1,0 +1,466 @@
+"""The expression DAG: nodes with shapes in topological order, built from the syntax tree.
+
+The semantic pass checks everything the grammar cannot: names defined once and before use, shapes,
+arity and constant arguments of built-ins, check targets and variables, well-formed constraints. Equal
+subexpressions become one node (hash-consing), so a param tied across layers is one leaf.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from . import syntax as st
+from .atoms import PARAMETRIC_ATOMS, REDUCTIONS, SCALAR_ATOMS, ScalarAtom, power
+from .errors import DcpnetError, Diagnostic, SourceText, did_you_mean
+from .lattice import Interval
+
+Shape = tuple[int, ...]
+
+# Node operations. `attrs` holds what the op needs beyond its arguments:
+#   var (name,)  const (value,)  add sub mul div matmul neg ()  index (i,)
+#   scalar (key,) with key ("relu",), ("power", p), ("leaky_relu", a) or ("user", name)
+#   reduce (name,) for sum, max, norm2, quad_over_lin, maximum, minimum, ...
+BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}
+_PRECEDENCE = {"add": 1, "sub": 1, "mul": 2, "div": 2, "matmul": 2}
+_SYMBOL = {v: k for k, v in BINARY_OPS.items()}
+TEXT_LIMIT = 120
+
+
+@dataclass(eq=False)
+class Node:
+    id: int
+    op: str
+    args: tuple[int, ...]
+    shape: Shape
+    attrs: tuple
+    text: str                    # source-like text, for reports
+    line: int = 0
+    col: int = 0
+    names: list[str] = field(default_factory=list)   # the assignments bound to this node
+    precedence: int = 9          # of `text`, to parenthesise it inside a larger expression
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def label(self) -> str:
+        """The name a reader knows this node by: its first assigned name, else its text."""
+        return self.names[0] if self.names else self.text
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    kind: str                    # "input" or "param"
+    shape: Shape
+    bounds: Interval             # the declared constraint (the whole line when none)
+    node: int
+    line: int
+    col: int
+
+
+@dataclass
+class Network:
+    source: SourceText
+    nodes: list[Node] = field(default_factory=list)
+    variables: dict[str, Variable] = field(default_factory=dict)
+    names: dict[str, int] = field(default_factory=dict)        # every name → its node
+    outputs: list[str] = field(default_factory=list)
+    checks: list[st.Check] = field(default_factory=list)
+    atom_defs: dict[str, st.AtomDef] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> list[str]:
+        return [v.name for v in self.variables.values() if v.kind == "input"]
+
+    @property
+    def params(self) -> list[str]:
+        return [v.name for v in self.variables.values() if v.kind == "param"]
+
+    def node(self, name: str) -> Node:
+        return self.nodes[self.names[name]]
+
+    def ancestors(self, root: int) -> list[int]:
+        """Ids of the nodes `root` depends on, itself included, in topological (id) order."""
+        seen, stack = {root}, [root]
+        while stack:
+            for a in self.nodes[stack.pop()].args:
+                if a not in seen:
+                    seen.add(a)
+                    stack.append(a)
+        return sorted(seen)
+
+    def resolve_wrt(self, names: list[str]) -> list[str]:
+        """Expand `inputs` / `params` into variable names, keeping order and dropping repeats."""
+        out: list[str] = []
+        for n in names:
+            for v in self.inputs if n == "inputs" else self.params if n == "params" else [n]:
+                if v not in out:
+                    out.append(v)
+        return out
+
+    def scalar_atom(self, key: tuple) -> ScalarAtom:
+        """The record for an elementwise atom key; user atoms are derived on first use (sympy)."""
+        kind = key[0]
+        if kind == "power":
+            return power(key[1])
+        if kind in PARAMETRIC_ATOMS:
+            return PARAMETRIC_ATOMS[kind](key[1])
+        if kind == "user":
+            from .symbolic import user_atom  # sympy is imported only for files that define atoms
+
+            return user_atom(self, key[1])
+        return SCALAR_ATOMS[kind]
+
+
+def build(program: st.Program) -> Network:
+    """Check a parsed program and build its DAG; raises DcpnetError listing every problem found."""
+    return _Builder(program).run()
+
+
+def load_text(text: str, file: str = "<input>") -> Network:
+    """Parse and build in one step.
+
+    >>> net = load_text("input x[3]\\ny = sum(relu(x))\\n")
+    >>> net.node("y").shape, net.node("y").text
+    ((), 'sum(relu(x))')
+    """
+    return build(st.parse(text, file))
+
+
+def load(path: str) -> Network:
+    with open(path, encoding="utf-8") as fh:
+        return load_text(fh.read(), str(path))
+
+
+class _Poisoned(Exception):
+    """An expression with an error already reported: stop building it without reporting again."""
+
+
+class _Builder:
+    def __init__(self, program: st.Program):
+        self.program = program
+        self.net = Network(program.source)
+        self.errors: list[Diagnostic] = []
+        self.index: dict[tuple, int] = {}
+        self.poisoned: set[str] = set()
+        self.defined_at: dict[str, int] = {}
+
+    # -- driver ------------------------------------------------------------------------------------
+    def run(self) -> Network:
+        last_assigned = None
+        for stmt in self.program.statements:
+            if isinstance(stmt, st.Decl):
+                self.declare(stmt)
+            elif isinstance(stmt, st.Assign):
+                self.assign(stmt)
+                last_assigned = stmt.name
+            elif isinstance(stmt, st.AtomDef):
+                self.define_atom(stmt)
+            elif isinstance(stmt, st.Output):
+                self.output(stmt)
+            elif isinstance(stmt, st.Check):
+                self.check(stmt)
+        if not self.net.outputs and last_assigned and last_assigned not in self.poisoned:
+            self.net.outputs = [last_assigned]
+        if self.errors:
+            raise DcpnetError(self.errors)
+        return self.net
+
+    def fail(self, message: str, line: int, col: int) -> None:
+        self.errors.append(self.net.source.diagnostic(message, line, col))
+
+    def fresh_name(self, name: str, line: int, col: int) -> bool:
+        if name in self.defined_at or name in self.net.atom_defs:
+            where = self.defined_at.get(name) or self.net.atom_defs[name].pos.line
+            self.fail(f"`{name}` is already defined (line {where}); names are assigned once", line, col)
+            return False
+        if name in ("inputs", "params"):
+            self.fail(f"`{name}` is reserved: it names a group of variables in checks", line, col)
+            return False
+        return True
+
+    # -- statements --------------------------------------------------------------------------------
+    def declare(self, d: st.Decl) -> None:
+        if not self.fresh_name(d.name, d.pos.line, d.pos.col):
+            return
+        if any(n <= 0 for n in d.shape):
+            p = d.shape_pos or d.pos
+            self.fail(f"sizes must be positive integers, got {list(d.shape)}", p.line, p.col)
+            return
+        if d.lo > d.hi or math.isnan(d.lo) or math.isnan(d.hi) or d.lo == math.inf or d.hi == -math.inf:
+            p = d.constraint_pos or d.pos
+            self.fail(f"empty constraint: [{d.lo:g}, {d.hi:g}] has lo > hi", p.line, p.col)
+            return
+        node = self.intern("var", (), d.shape, (d.name,), d.name, d.pos.line, d.pos.col)
+        self.net.variables[d.name] = Variable(d.name, d.kind, d.shape, Interval(d.lo, d.hi), node.id,
+                                              d.pos.line, d.pos.col)
+        self.net.names[d.name] = node.id
+        self.defined_at[d.name] = d.pos.line
+
+    def assign(self, a: st.Assign) -> None:
+        if not self.fresh_name(a.name, a.pos.line, a.pos.col):
+            return
+        self.defined_at[a.name] = a.pos.line
+        try:
+            node = self.expression(a.expr)
+        except _Poisoned:
+            self.poisoned.add(a.name)
+            return
+        node.names.append(a.name)
+        self.net.names[a.name] = node.id
+
+    def define_atom(self, a: st.AtomDef) -> None:
+        if a.name in SCALAR_ATOMS or a.name in REDUCTIONS or a.name in PARAMETRIC_ATOMS:
+            self.fail(f"`{a.name}` is a built-in function and cannot be redefined", a.pos.line, a.pos.col)
+            return
+        if not self.fresh_name(a.name, a.pos.line, a.pos.col):
+            return
+        if self.atom_body_ok(a):
+            self.net.atom_defs[a.name] = a
+
+    def atom_body_ok(self, a: st.AtomDef) -> bool:
+        ok = True
+        for e in _walk(a.body):
+            if isinstance(e, st.Name) and e.id != a.arg:
+                self.fail(f"unknown name `{e.id}` in atom `{a.name}`: its body may use only its argument "
+                          f"`{a.arg}`{did_you_mean(e.id, [a.arg])}", e.line, e.col)
+                ok = False
+            elif isinstance(e, st.BinOp) and e.op == "@":
+                self.fail(f"`@` in atom `{a.name}`: an atom is a scalar function", e.line, e.col)
+                ok = False
+            elif isinstance(e, st.Index):
+                self.fail(f"indexing in atom `{a.name}`: an atom is a scalar function", e.line, e.col)
+                ok = False
+            elif isinstance(e, st.Call) and not self.scalar_callable(e.func):
+                known = [*SCALAR_ATOMS, *PARAMETRIC_ATOMS, "maximum", "minimum", *self.net.atom_defs]
+                what = "is not a scalar function" if e.func in REDUCTIONS else "is not defined"
+                self.fail(f"`{e.func}` {what}{did_you_mean(e.func, known)}", e.line, e.col)
+                ok = False
+        return ok
+
+    def scalar_callable(self, func: str) -> bool:
+        return func in SCALAR_ATOMS or func in PARAMETRIC_ATOMS or func in self.net.atom_defs \
+            or func in ("maximum", "minimum")
+
+    def output(self, o: st.Output) -> None:
+        for name, pos in o.names:
+            if self.known_name(name, pos):
+                if name not in self.net.outputs:
+                    self.net.outputs.append(name)
+
+    def check(self, c: st.Check) -> None:
+        ok = self.known_name(c.target, c.target_pos)
+        for name, pos in c.wrt:
+            if name in ("inputs", "params") or name in self.net.variables:
+                continue
+            if name in self.net.names or name in self.poisoned:
+                self.fail(f"`{name}` is not an input or param: checks are taken in variables "
+                          f"(or `inputs`, `params`)", pos.line, pos.col)
+            else:
+                choices = [*self.net.variables, "inputs", "params"]
+                self.fail(f"unknown variable `{name}`{did_you_mean(name, choices)}", pos.line, pos.col)
+            ok = False
+        if ok:
+            self.net.checks.append(c)
+
+    def known_name(self, name: str, pos: st.Pos) -> bool:
+        if name in self.net.names:
+            return True
+        if name not in self.poisoned:
+            self.fail(f"unknown name `{name}`{did_you_mean(name, self.net.names)}", pos.line, pos.col)
+        return False
+
+    # -- expressions (iterative post-order: deep nesting costs no stack) -----------------------------
+    def expression(self, root: st.Expr) -> Node:
+        done: dict[int, Node] = {}
+        stack: list[tuple[st.Expr, bool]] = [(root, False)]
+        while stack:
+            e, children_ready = stack.pop()
+            kids = _children(e)
+            if not children_ready:
+                stack.append((e, True))
+                stack.extend((k, False) for k in reversed(kids))
+                continue
+            done[id(e)] = self.make(e, [done[id(k)] for k in kids])
+        return done[id(root)]
+
+    def make(self, e: st.Expr, args: list[Node]) -> Node:
+        if isinstance(e, st.Num):
+            if not math.isfinite(e.value):
+                self.fail(f"the number {e.value} is not finite", e.line, e.col)
+                raise _Poisoned
+            return self.intern("const", (), (), (e.value,), f"{e.value:g}", e.line, e.col)
+        if isinstance(e, st.Name):
+            return self.lookup(e)
+        if isinstance(e, st.Neg):
+            return self.intern("neg", args, args[0].shape, (), f"-{_wrap(args[0], 3)}", e.line, e.col, 3)
+        if isinstance(e, st.Pow):
+            return self.make_power(e, args[0])
+        if isinstance(e, st.Index):
+            return self.make_index(e, args[0])
+        if isinstance(e, st.BinOp):
+            return self.make_binary(e, args[0], args[1])
+        return self.make_call(e, args)
+
+    def lookup(self, e: st.Name) -> Node:
+        if e.id in self.net.names:
+            return self.net.nodes[self.net.names[e.id]]
+        if e.id in self.poisoned:
+            raise _Poisoned
+        if e.id in self.net.atom_defs or e.id in SCALAR_ATOMS or e.id in REDUCTIONS:
+            self.fail(f"`{e.id}` is a function; call it as `{e.id}(…)`", e.line, e.col)
+        else:
+            later = " (it is defined later: names must be defined before use)" if self.defined_later(e.id) else ""
+            hint = later or did_you_mean(e.id, self.net.names)
+            self.fail(f"unknown name `{e.id}`{hint}", e.line, e.col)
+        raise _Poisoned
+
+    def defined_later(self, name: str) -> bool:
+        return any(isinstance(s, (st.Assign, st.Decl)) and s.name == name for s in self.program.statements)
+
+    def make_power(self, e: st.Pow, base: Node) -> Node:
+        p = e.exponent
+        if not math.isfinite(p):
+            self.fail(f"the exponent {p} is not finite", e.line, e.col)
+            raise _Poisoned
+        return self.intern("scalar", (base,), base.shape, ("power", p), f"{_wrap(base, 5)}^{p:g}",
+                           e.line, e.col, 4)
+
+    def make_index(self, e: st.Index, base: Node) -> Node:
+        if len(base.shape) != 1:
+            what = "a scalar" if not base.shape else f"a matrix {list(base.shape)}"
+            self.fail(f"indexing needs a vector, but `{base.label}` is {what}", e.line, e.col)
+            raise _Poisoned
+        if not 0 <= e.index < base.shape[0]:
+            self.fail(f"index {e.index} is out of range for `{base.label}` of size {base.shape[0]}",
+                      e.line, e.col + 1)
+            raise _Poisoned
+        return self.intern("index", (base,), (), (e.index,), f"{_wrap(base, 5)}[{e.index}]", e.line, e.col)
+
+    def make_binary(self, e: st.BinOp, a: Node, b: Node) -> Node:
+        op = BINARY_OPS[e.op]
+        shape = matmul_shape(a.shape, b.shape) if op == "matmul" else broadcast_shape(a.shape, b.shape)
+        if shape is None:
+            how = "`@` needs [m,n]@[n], [m,n]@[n,k], [n]@[n,k] or [n]@[n]" if op == "matmul" else \
+                f"`{e.op}` needs equal shapes or a scalar"
+            self.fail(f"shape mismatch: {_shape_text(a.shape)} {e.op} {_shape_text(b.shape)}; {how}",
+                      e.line, e.col)
+            raise _Poisoned
+        p = _PRECEDENCE[op]
+        text = f"{_wrap(a, p)} {e.op} {_wrap(b, p + 1)}"
+        return self.intern(op, (a, b), shape, (), text, e.line, e.col, p)
+
+    def make_call(self, e: st.Call, args: list[Node]) -> Node:
+        f = e.func
+        text = f"{f}({', '.join(_wrap(a, 0) for a in args)})"
+        if f in SCALAR_ATOMS or f in self.net.atom_defs:
+            self.arity(e, args, 1)
+            key = (f,) if f in SCALAR_ATOMS else ("user", f)
+            return self.intern("scalar", args, args[0].shape, key, text, e.line, e.col)
+        if f in PARAMETRIC_ATOMS:
+            self.arity(e, args, 2)
+            c = e.args[1]
+            if not isinstance(c, st.Num):
+                self.fail(f"the second argument of `{f}` must be a number", c.line, c.col)
+                raise _Poisoned
+            return self.intern("scalar", args[:1], args[0].shape, (f, c.value), text, e.line, e.col)
+        if f in REDUCTIONS:
+            return self.make_reduction(e, args, text)
+        known = [*SCALAR_ATOMS, *PARAMETRIC_ATOMS, *REDUCTIONS, *self.net.atom_defs]
+        if f in self.net.names:
+            self.fail(f"`{f}` is a value, not a function", e.line, e.col)
+        else:
+            self.fail(f"unknown function `{f}`{did_you_mean(f, known)}", e.line, e.col)
+        raise _Poisoned
+
+    def make_reduction(self, e: st.Call, args: list[Node], text: str) -> Node:
+        kind = REDUCTIONS[e.func].arity
+        if kind == "many":
+            if len(args) < 2:
+                self.fail(f"`{e.func}` needs at least two arguments, got {len(args)}", e.line, e.col)
+                raise _Poisoned
+            shape: Shape | None = ()
+            for a in args:
+                shape = broadcast_shape(shape, a.shape) if shape is not None else None
+            if shape is None:
+                shapes = ", ".join(_shape_text(a.shape) for a in args)
+                self.fail(f"shape mismatch in `{e.func}`: {shapes}; arguments need equal shapes or scalars",
+                          e.line, e.col)
+                raise _Poisoned
+            return self.intern("reduce", args, shape, (e.func,), text, e.line, e.col)
+        if kind == "quad_over_lin":
+            self.arity(e, args, 2)
+            if args[1].shape:
+                self.fail(f"the second argument of `quad_over_lin` must be a scalar, got "
+                          f"{_shape_text(args[1].shape)}", e.line, e.col)
+                raise _Poisoned
+            return self.intern("reduce", args, (), (e.func,), text, e.line, e.col)
+        self.arity(e, args, 1)
+        return self.intern("reduce", args, (), (e.func,), text, e.line, e.col)
+
+    def arity(self, e: st.Call, args: list[Node], n: int) -> None:
+        if len(args) != n:
+            self.fail(f"`{e.func}` takes {n} argument{'s' if n > 1 else ''}, got {len(args)}", e.line, e.col)
+            raise _Poisoned
+
+    # -- hash-consing --------------------------------------------------------------------------------
+    def intern(self, op, args, shape, attrs, text, line, col, precedence=9) -> Node:
+        ids = tuple(a.id for a in args)
+        key = (op, ids, attrs) if op != "var" else (op, attrs)
+        found = self.index.get(key)
+        if found is not None:
+            return self.net.nodes[found]
+        if len(text) > TEXT_LIMIT:
+            text = text[:TEXT_LIMIT - 1] + "…"
+        node = Node(len(self.net.nodes), op, ids, tuple(shape), attrs, text, line, col, precedence=precedence)
+        self.net.nodes.append(node)
+        self.index[key] = node.id
+        return node
+
+
+# -- shape rules ----------------------------------------------------------------------------------------
+def broadcast_shape(a: Shape, b: Shape) -> Shape | None:
+    """Scalars broadcast; otherwise the shapes must be equal."""
+    if not a:
+        return b
+    if not b or a == b:
+        return a
+    return None
+
+
+def matmul_shape(a: Shape, b: Shape) -> Shape | None:
+    """[m,n]@[n] → [m], [m,n]@[n,k] → [m,k], [n]@[n,k] → [k], [n]@[n] → scalar."""
+    if not a or not b or len(a) > 2 or len(b) > 2 or a[-1] != b[0]:
+        return None
+    return a[:-1] + b[1:]
+
+
+def _shape_text(s: Shape) -> str:
+    return "scalar" if not s else "[" + ", ".join(map(str, s)) + "]"
+
+
+def _wrap(n: Node, outer: int) -> str:
+    text = n.label
+    return f"({text})" if not n.names and n.precedence < outer else text
+
+
+def _children(e: st.Expr) -> list[st.Expr]:
+    if isinstance(e, st.BinOp):
+        return [e.left, e.right]
+    if isinstance(e, (st.Neg,)):
+        return [e.operand]
+    if isinstance(e, (st.Pow, st.Index)):
+        return [e.base]
+    if isinstance(e, st.Call):
+        return list(e.args)
+    return []
+
+
+def _walk(e: st.Expr):
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        yield x
+        stack.extend(_children(x))
