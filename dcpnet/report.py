@@ -1,23 +1,210 @@
-"""Printing what dcpnet found: rich tables and trees for people, JSON for tools. Imports rich lazily."""
+"""Printing what dcpnet found: rich tables and trees for people, JSON for tools (SPEC sections 3 and 4).
+
+This module and cli.py are the only ones that import rich; the console is passed in so tests can compare
+exact output at a fixed width.
+"""
 from __future__ import annotations
 
+import json
 import sys
 
-from .cli import EXIT_OK, load_network
+from .certificate import walk
+from .cli import EXIT_FAILED, EXIT_OK, load_network
+from .errors import DcpnetError, Diagnostic, did_you_mean
+from .lattice import Verdict
+
+COLOURS = {"constant": "white", "affine": "cyan", "convex": "green", "concave": "blue", "unknown": "red"}
+MARKS = {Verdict.PROVED: "[green]proved[/]", Verdict.REFUTED: "[yellow]refuted[/]", Verdict.UNKNOWN: "[red]unknown[/]"}
 
 
 def run_check(args) -> int:
+    from .verify import Verifier, run_checks
+
     net = load_network(args.file)
-    from rich.console import Console
+    wrt = _parse_wrt(net, args.wrt, args.file) if args.wrt else None
+    verifier = Verifier(net, seed=args.seed, budget=args.budget)
+    results = run_checks(verifier, wrt)
+    ok = all(r.holds is not False for r in results)
+    if args.json:
+        report = {"file": args.file, "ok": ok, "results": [r.as_json() for r in results]}
+        _dump_json(report)
+    else:
+        from rich.console import Console
+
+        console = Console(width=args.width) if args.width else Console()
+        print_results(console, net, results, tree=args.tree)
+    if getattr(args, "plot", None):
+        _plot_first_witness(net, results, args.plot)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _parse_wrt(net, text: str, file: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for n in names:
+        if n not in net.variables and n not in ("inputs", "params"):
+            choices = [*net.variables, "inputs", "params"]
+            raise DcpnetError(Diagnostic(f"--wrt: unknown variable `{n}`{did_you_mean(n, choices)}", file, 1, 1))
+    if not names:
+        raise DcpnetError(Diagnostic("--wrt: no variable named", file, 1, 1))
+    return names
+
+
+def _dump_json(report: dict) -> None:
+    # certificates of very deep networks nest deeply; the encoder recurses once per level
+    limit = sys.getrecursionlimit()
+    depth = max((_depth(r) for r in report["results"]), default=0)
+    sys.setrecursionlimit(max(limit, 4 * depth + 1000))
+    try:
+        text = json.dumps(report, indent=1)
+    finally:
+        sys.setrecursionlimit(limit)
+    sys.stdout.write(text + "\n")
+
+
+def _depth(result: dict) -> int:
+    deepest = 0
+    for prop in ("convex", "concave", "affine"):
+        cert = result[prop].get("certificate")
+        if cert is None:
+            continue
+        stack = [(cert, 1)]
+        while stack:
+            node, d = stack.pop()
+            deepest = max(deepest, d)
+            stack.extend((c, d + 1) for c in node["children"])
+    return deepest
+
+
+# -- people ----------------------------------------------------------------------------------------------
+def print_results(console, net, results, tree: bool = False) -> None:
+    checks = [r for r in results if r.claim is not None]
+    table_rows = [r for r in results if r.claim is None]
+    for r in checks:
+        _print_check(console, r, tree)
+    if table_rows:
+        _print_table(console, net, table_rows)
+        if tree:
+            for r in table_rows:
+                _print_trees(console, r)
+    if checks:
+        held = sum(1 for r in checks if r.holds)
+        colour = "green" if held == len(checks) else "red"
+        console.print(f"[{colour}]{held} of {len(checks)} checks hold[/]")
+
+
+def _print_check(console, r, tree: bool) -> None:
+    prop = r.claim.removeprefix("not ")
+    res = r[prop]
+    mark = "[green]✓[/]" if r.holds else "[red]✗[/]"
+    console.print(f"{mark} line {r.line}: {r.claim}({r.expr}) in {', '.join(r.wrt)}: {MARKS[res.verdict]}"
+                  f" (curvature: [{COLOURS[r.curvature.value]}]{r.curvature.value}[/])", highlight=False)
+    if res.verdict is Verdict.REFUTED:
+        _print_witness(console, res)
+    elif res.verdict is Verdict.UNKNOWN:
+        console.print(f"    {res.reason}", highlight=False, markup=False)
+        if res.hint:
+            console.print(f"    hint: {res.hint}", highlight=False, markup=False)
+    if tree:
+        _print_trees(console, r)
+
+
+def _print_witness(console, res) -> None:
+    w = res.witness
+    console.print(f"    {res.reason}", highlight=False, markup=False)
+    entry = f" entry {w['index']}" if w.get("index") else ""
+    console.print(f"    witness{entry}: a = {_short(w['a'])}, b = {_short(w['b'])}"
+                  + (f", fixed {_short(w['fixed'])}" if w.get("fixed") else ""), highlight=False, markup=False)
+    sign = ">" if res.prop == "convex" else "<"
+    console.print(f"    f(a) = {w['f_a']:.6g}, f(b) = {w['f_b']:.6g}, f((a+b)/2) = {w['f_mid']:.6g} {sign} "
+                  f"{(w['f_a'] + w['f_b']) / 2:.6g} = (f(a)+f(b))/2; gap {w['gap']:.3g} "
+                  f"(checked with {w['digits']} digits)", highlight=False, markup=False)
+
+
+def _short(values: dict, limit: int = 60) -> str:
+    text = ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _print_table(console, net, rows) -> None:
     from rich.table import Table
 
-    console = Console(width=args.width) if args.width else Console()
-    table = Table(title=f"{args.file}")
-    for col in ("name", "kind", "shape", "constraint"):
-        table.add_column(col)
-    for v in net.variables.values():
-        table.add_row(v.name, v.kind, str(list(v.shape)), str(v.bounds))
+    columns: list[str] = []
+    for r in rows:
+        key = _wrt_label(net, r.wrt)
+        if key not in columns:
+            columns.append(key)
+    table = Table(title="curvature of each output", title_justify="left")
+    table.add_column("output")
+    for c in columns:
+        table.add_column(f"in {c}")
+    by_output: dict[str, dict[str, str]] = {}
+    for r in rows:
+        by_output.setdefault(r.expr, {})[_wrt_label(net, r.wrt)] = _cell(r)
+    for out, cells in by_output.items():
+        table.add_row(out, *(cells.get(c, "") for c in columns))
     console.print(table)
-    console.print(f"outputs: {', '.join(net.outputs)}")
-    sys.stdout.flush()
-    return EXIT_OK
+    for r in rows:
+        if r.groups is not None:
+            groups = "; ".join("{" + ", ".join(g) + "}" for g in r.groups) or "none"
+            console.print(f"{r.expr} is not proved convex in all params jointly; convex together in: {groups}",
+                          highlight=False)
+
+
+def _wrt_label(net, wrt: list[str]) -> str:
+    if wrt == net.params and len(wrt) > 1:
+        return "params"
+    if wrt == net.inputs and len(wrt) > 1:
+        return "inputs"
+    return ", ".join(wrt)
+
+
+def _cell(r) -> str:
+    c = r.curvature.value
+    if c != "unknown":
+        return f"[{COLOURS[c]}]{c}[/]"
+    refuted = [p for p in ("convex", "concave") if r[p].verdict is Verdict.REFUTED]
+    if len(refuted) == 2:
+        return "[yellow]neither[/]"
+    if refuted:
+        return f"[yellow]not {refuted[0]}[/]"
+    return "[red]unknown[/]"
+
+
+def _print_trees(console, r) -> None:
+    from rich.tree import Tree
+
+    for prop in ("affine", "convex", "concave"):
+        cert = r[prop].certificate
+        if cert is None:
+            continue
+        root = Tree(_tree_label(cert))
+        stack = [(cert, root)]
+        while stack:
+            node, branch = stack.pop()
+            for child in node["children"]:
+                sub = branch.add(_tree_label(child))
+                stack.append((child, sub))
+        console.print(f"certificate: {r.expr} is {prop} in {', '.join(r.wrt)}")
+        console.print(root)
+        return
+
+
+def _tree_label(node: dict) -> str:
+    from rich.markup import escape
+
+    c = node["curvature"]
+    lo, hi = node["range"]
+    rng = f"[{'-inf' if lo is None else f'{lo:.4g}'}, {'inf' if hi is None else f'{hi:.4g}'}]"
+    return f"[{COLOURS[c]}]{c}[/] {escape(node['expr'])}  [dim]{escape(rng)} {escape(node['rule'])}[/]"
+
+
+def _plot_first_witness(net, results, path: str) -> None:
+    witness = next((r[p] for r in results for p in ("convex", "concave") if r[p].witness), None)
+    if witness is None:
+        return
+    from .refute import plot_witness
+
+    plot_witness(net, witness, path)
+
+
+__all__ = ["run_check", "print_results", "walk"]

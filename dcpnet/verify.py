@@ -1,0 +1,194 @@
+"""The questions dcpnet answers, as a Python API: is this output convex (concave, affine) in these variables?
+
+Each property gets a verdict: proved (with a certificate from the rules), refuted (with a witness checked in
+high precision by the refuter), or unknown (with the lowest node where the rules stopped and a hint).
+
+>>> net = load_string("input x\\natom sq(t) = t^2\\nh = sq(x^2 - 1)\\n")    # doctest: +SKIP
+>>> verify(net, "h", ["x"]).convex.verdict                               # doctest: +SKIP
+<Verdict.REFUTED: 'refuted'>
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .certificate import certificate
+from .graph import Network, load, load_text
+from .lattice import Curvature, Verdict
+from .prove import PROPERTIES, Analyzer, Failure, holds
+
+
+@dataclass
+class PropertyResult:
+    """The verdict on one property (convex, concave or affine) with what justifies it."""
+
+    prop: str
+    verdict: Verdict
+    certificate: dict | None = None
+    witness: dict | None = None
+    reason: str | None = None
+    hint: str | None = None
+    failure: Failure | None = None
+
+    def as_json(self) -> dict:
+        out: dict = {"verdict": self.verdict.value}
+        if self.certificate is not None:
+            out["certificate"] = self.certificate
+        if self.witness is not None:
+            out["witness"] = self.witness
+        if self.verdict is not Verdict.PROVED:
+            out["reason"] = self.reason
+            out["hint"] = self.hint
+        return out
+
+
+@dataclass
+class Result:
+    """Everything dcpnet says about one expression in one set of variables."""
+
+    expr: str
+    wrt: list[str]
+    curvature: Curvature
+    convex: PropertyResult
+    concave: PropertyResult
+    affine: PropertyResult
+    line: int | None = None
+    claim: str | None = None          # e.g. "convex", "not convex"; None when no check line asked
+    groups: list[list[str]] | None = field(default=None)   # maximal variable groups proved convex together
+
+    @property
+    def holds(self) -> bool | None:
+        if self.claim is None:
+            return None
+        negated = self.claim.startswith("not ")
+        verdict = self[self.claim.removeprefix("not ")].verdict
+        return verdict is (Verdict.REFUTED if negated else Verdict.PROVED)
+
+    def __getitem__(self, prop: str) -> PropertyResult:
+        return {"convex": self.convex, "concave": self.concave, "affine": self.affine}[prop]
+
+    def as_json(self) -> dict:
+        out = {"expr": self.expr, "wrt": self.wrt, "line": self.line, "claim": self.claim, "holds": self.holds,
+               "curvature": self.curvature.value}
+        for prop in PROPERTIES:
+            out[prop] = self[prop].as_json()
+        if self.groups is not None:
+            out["convex_groups"] = self.groups
+        return out
+
+
+class Verifier:
+    """Answers questions about one network; ranges and rule passes are shared between questions."""
+
+    def __init__(self, net: Network, seed: int = 0, budget: float = 3.0, refute: bool = True):
+        self.net = net
+        self.analyzer = Analyzer(net)
+        self.seed = seed
+        self.budget = budget
+        self.refute = refute
+        self._refuter = None
+
+    def verify(self, target: str, wrt, claim: str | None = None, line: int | None = None,
+               want: tuple[str, ...] = PROPERTIES) -> Result:
+        """The three verdicts on `target` in the variables `wrt` (names, `inputs` or `params`)."""
+        wrt = self.net.resolve_wrt(list(wrt))
+        curv = self.analyzer.curvature(target, wrt)
+        props = {p: self._prove(target, wrt, p, curv) for p in PROPERTIES}
+        if self.refute:
+            self._refute_unproved(target, wrt, props, want)
+        return Result(target, wrt, curv, props["convex"], props["concave"], props["affine"], line, claim)
+
+    def _prove(self, target: str, wrt: list[str], prop: str, curv: Curvature) -> PropertyResult:
+        if holds(curv, prop):
+            return PropertyResult(prop, Verdict.PROVED, certificate=certificate(self.analyzer, target, wrt))
+        failure = self.analyzer.why_not(target, prop, wrt)
+        node = self.net.nodes[failure.node]
+        reason = f"at `{node.label}` (line {node.line}): {failure.rule} failed: {failure.reason}"
+        return PropertyResult(prop, Verdict.UNKNOWN, reason=reason, hint=failure.hint, failure=failure)
+
+    def _refute_unproved(self, target, wrt, props: dict[str, PropertyResult], want) -> None:
+        refuter = self.refuter()
+        if refuter is None:
+            return
+        deadline = time.perf_counter() + self.budget
+        for prop in ("convex", "concave"):
+            res = props[prop]
+            if res.verdict is Verdict.PROVED:
+                continue
+            if prop not in want and "affine" not in want:
+                continue
+            witness = refuter.search(target, wrt, prop, res.failure, deadline)
+            if witness is not None:
+                res.verdict, res.witness = Verdict.REFUTED, witness
+                res.reason = refuter.explain(target, wrt, prop, res.failure, witness) or res.reason
+        affine = props["affine"]
+        if affine.verdict is not Verdict.PROVED:
+            broken = next((props[p] for p in ("convex", "concave") if props[p].verdict is Verdict.REFUTED), None)
+            if broken is not None:
+                affine.verdict, affine.witness = Verdict.REFUTED, broken.witness
+                affine.reason = f"not {broken.prop}, so not affine: {broken.reason}"
+
+    def refuter(self):
+        if self._refuter is None:
+            try:
+                from .refute import Refuter
+            except ImportError:  # the refuter is optional until it lands
+                return None
+            self._refuter = Refuter(self.net, self.analyzer, seed=self.seed)
+        return self._refuter
+
+    def convex_groups(self, target: str, limit: int = 12) -> list[list[str]]:
+        """Maximal sets of params in which `target` is proved convex together (multi-convex structure)."""
+        params = self.net.params
+        if len(params) > limit:
+            return [[p] for p in params if holds(self.analyzer.curvature(target, [p]), "convex")]
+        found: list[frozenset] = []
+        for mask in sorted(range(1, 1 << len(params)), key=lambda m: -bin(m).count("1")):
+            group = frozenset(p for i, p in enumerate(params) if mask >> i & 1)
+            if any(group <= g for g in found):
+                continue
+            if holds(self.analyzer.curvature(target, group), "convex"):
+                found.append(group)
+        return [[p for p in params if p in g] for g in found]
+
+
+def load_string(text: str, file: str = "<input>") -> Network:
+    return load_text(text, file)
+
+
+def verify(net: Network, target: str, wrt, seed: int = 0, budget: float = 3.0) -> Result:
+    """One question, one answer: the three verdicts on `target` in `wrt`."""
+    return Verifier(net, seed=seed, budget=budget).verify(target, wrt)
+
+
+def check_file(path: str, wrt: list[str] | None = None, seed: int = 0, budget: float = 3.0) -> list[Result]:
+    """What `dcpnet check FILE` computes: results for every check line, then the analysed outputs."""
+    net = load(path)
+    return run_checks(Verifier(net, seed=seed, budget=budget), wrt)
+
+
+def run_checks(verifier: Verifier, wrt: list[str] | None) -> list[Result]:
+    net = verifier.net
+    results = []
+    for c in net.checks:
+        claim = ("not " if c.negated else "") + c.prop
+        results.append(verifier.verify(c.target, [n for n, _ in c.wrt], claim, c.pos.line, want=(c.prop,)))
+    if wrt:
+        for out in net.outputs:
+            results.append(verifier.verify(out, wrt))
+    elif not net.checks:
+        for out in net.outputs:
+            results.extend(default_table(verifier, out))
+    return results
+
+
+def default_table(verifier: Verifier, out: str) -> list[Result]:
+    """Each output in `inputs`, in `params` jointly, and in each param alone: the seed's question."""
+    net = verifier.net
+    sets = ([["inputs"]] if net.inputs else []) + ([["params"]] if net.params else [])
+    sets += [[p] for p in net.params] if len(net.params) > 1 else []
+    results = [verifier.verify(out, s) for s in sets]
+    joint = next((r for r in results if r.wrt == net.params), None)
+    if joint is not None and joint.convex.verdict is not Verdict.PROVED and len(net.params) > 1:
+        joint.groups = verifier.convex_groups(out)
+    return results
