@@ -15,12 +15,22 @@ class Diagnostic:
     source_line: str = ""
 
     def format(self) -> str:
-        """`FILE:LINE:COL: error: MESSAGE`, then the source line and a caret under the column."""
+        """`FILE:LINE:COL: error: MESSAGE`, then the source line and a caret under the column.
+
+        >>> print(Diagnostic("unknown name `z`", "f.net", 2, 5, "y = z + 1").format())
+        f.net:2:5: error: unknown name `z`
+            y = z + 1
+                ^
+        """
         head = f"{self.file}:{self.line}:{self.col}: error: {self.message}"
         if not self.source_line:
             return head
-        caret = " " * (max(self.col, 1) - 1) + "^"
-        return f"{head}\n    {self.source_line}\n    {caret}"
+        # control characters would garble the terminal: show them as '?' (one column each, as counted)
+        shown = "".join(c if c.isprintable() or c == "\t" else "?" for c in self.source_line)
+        # keep the tabs of the source line in the caret line, so the caret lands under the column
+        pad = "".join(c if c == "\t" else " " for c in shown[:max(self.col, 1) - 1])
+        pad += " " * (max(self.col, 1) - 1 - len(pad))
+        return f"{head}\n    {shown}\n    {pad}^"
 
 
 class DcpnetError(Exception):
@@ -40,7 +50,9 @@ class SourceText:
     def __init__(self, text: str, file: str = "<input>"):
         self.text = text
         self.file = file
-        self.lines = text.splitlines()
+        # lines end at LF, CRLF or CR only (as the parser counts them), not at the other characters
+        # str.splitlines() breaks at (form feed, U+2028, ...)
+        self.lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
     def diagnostic(self, message: str, line: int, col: int) -> Diagnostic:
         source = self.lines[line - 1] if 0 < line <= len(self.lines) else ""

@@ -24,6 +24,7 @@ BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}
 _PRECEDENCE = {"add": 1, "sub": 1, "mul": 2, "div": 2, "matmul": 2}
 _SYMBOL = {v: k for k, v in BINARY_OPS.items()}
 TEXT_LIMIT = 120
+MAX_ENTRIES = 10**9          # per array: larger shapes are surely typos, and no evaluator could hold them
 
 
 @dataclass(eq=False)
@@ -144,8 +145,10 @@ class _Builder:
         self.net = Network(program.source)
         self.errors: list[Diagnostic] = []
         self.index: dict[tuple, int] = {}
-        self.poisoned: set[str] = set()
+        self.poisoned: set[str] = set()          # names whose definition failed (already reported)
+        self.poisoned_atoms: set[str] = set()
         self.defined_at: dict[str, int] = {}
+        self.all_defined = {s.name for s in program.statements if isinstance(s, (st.Assign, st.Decl, st.AtomDef))}
 
     # -- driver ------------------------------------------------------------------------------------
     def run(self) -> Network:
@@ -172,8 +175,8 @@ class _Builder:
         self.errors.append(self.net.source.diagnostic(message, line, col))
 
     def fresh_name(self, name: str, line: int, col: int) -> bool:
-        if name in self.defined_at or name in self.net.atom_defs:
-            where = self.defined_at.get(name) or self.net.atom_defs[name].pos.line
+        if name in self.defined_at:
+            where = self.defined_at[name]
             self.fail(f"`{name}` is already defined (line {where}); names are assigned once", line, col)
             return False
         if name in ("inputs", "params"):
@@ -185,19 +188,42 @@ class _Builder:
     def declare(self, d: st.Decl) -> None:
         if not self.fresh_name(d.name, d.pos.line, d.pos.col):
             return
-        if any(n <= 0 for n in d.shape):
-            p = d.shape_pos or d.pos
-            self.fail(f"sizes must be positive integers, got {list(d.shape)}", p.line, p.col)
-            return
-        if d.lo > d.hi or math.isnan(d.lo) or math.isnan(d.hi) or d.lo == math.inf or d.hi == -math.inf:
-            p = d.constraint_pos or d.pos
-            self.fail(f"empty constraint: [{d.lo:g}, {d.hi:g}] has lo > hi", p.line, p.col)
+        self.defined_at[d.name] = d.pos.line
+        if not (self.shape_ok(d) and self.constraint_ok(d)):
+            self.poisoned.add(d.name)
             return
         node = self.intern("var", (), d.shape, (d.name,), d.name, d.pos.line, d.pos.col)
+        node.names.append(d.name)
         self.net.variables[d.name] = Variable(d.name, d.kind, d.shape, Interval(d.lo, d.hi), node.id,
                                               d.pos.line, d.pos.col)
         self.net.names[d.name] = node.id
-        self.defined_at[d.name] = d.pos.line
+
+    def shape_ok(self, d: st.Decl) -> bool:
+        where = list(d.size_pos) + [d.shape_pos or d.pos] * len(d.shape)
+        for n, p in zip(d.shape, where):
+            if n <= 0:
+                self.fail(f"sizes must be positive integers, got {n} in {list(d.shape)}", p.line, p.col)
+                return False
+        if math.prod(d.shape) > MAX_ENTRIES:
+            p = d.shape_pos or d.pos
+            self.fail(f"`{d.name}` is too large: {_shape_text(d.shape)} has more than {MAX_ENTRIES:.0e} entries",
+                      p.line, p.col)
+            return False
+        return True
+
+    def constraint_ok(self, d: st.Decl) -> bool:
+        lo_pos = d.constraint_pos or d.pos
+        hi_pos = d.hi_pos or lo_pos
+        written = {">=": [(d.lo, lo_pos)], "<=": [(d.hi, lo_pos)], "in": [(d.lo, lo_pos), (d.hi, hi_pos)]}
+        for bound, p in written.get(d.constraint, []):
+            if not math.isfinite(bound):
+                self.fail(f"the bound {bound} is not a finite number", p.line, p.col)
+                return False
+        if d.lo > d.hi:
+            self.fail(f"empty constraint: in [{d.lo:g}, {d.hi:g}] the lower bound exceeds the upper one",
+                      lo_pos.line, lo_pos.col)
+            return False
+        return True
 
     def assign(self, a: st.Assign) -> None:
         if not self.fresh_name(a.name, a.pos.line, a.pos.col):
@@ -217,32 +243,53 @@ class _Builder:
             return
         if not self.fresh_name(a.name, a.pos.line, a.pos.col):
             return
+        self.defined_at[a.name] = a.pos.line
         if self.atom_body_ok(a):
             self.net.atom_defs[a.name] = a
+        else:
+            self.poisoned_atoms.add(a.name)
 
     def atom_body_ok(self, a: st.AtomDef) -> bool:
-        ok = True
+        """The body is a scalar formula in the argument: numbers, + - * / ^, scalar functions."""
+        before = len(self.errors)
         for e in _walk(a.body):
             if isinstance(e, st.Name) and e.id != a.arg:
                 self.fail(f"unknown name `{e.id}` in atom `{a.name}`: its body may use only its argument "
                           f"`{a.arg}`{did_you_mean(e.id, [a.arg])}", e.line, e.col)
-                ok = False
+            elif isinstance(e, st.Num) and not math.isfinite(e.value):
+                self.fail(f"the number {e.value} is not finite", e.line, e.col)
+            elif isinstance(e, st.Pow) and not math.isfinite(e.exponent):
+                self.fail(f"the exponent {e.exponent} is not a finite number", e.line, e.col)
             elif isinstance(e, st.BinOp) and e.op == "@":
                 self.fail(f"`@` in atom `{a.name}`: an atom is a scalar function", e.line, e.col)
-                ok = False
             elif isinstance(e, st.Index):
                 self.fail(f"indexing in atom `{a.name}`: an atom is a scalar function", e.line, e.col)
-                ok = False
-            elif isinstance(e, st.Call) and not self.scalar_callable(e.func):
-                known = [*SCALAR_ATOMS, *PARAMETRIC_ATOMS, "maximum", "minimum", *self.net.atom_defs]
-                what = "is not a scalar function" if e.func in REDUCTIONS else "is not defined"
-                self.fail(f"`{e.func}` {what}{did_you_mean(e.func, known)}", e.line, e.col)
-                ok = False
-        return ok
+            elif isinstance(e, st.Call):
+                self.atom_call_ok(a, e)
+        return len(self.errors) == before
+
+    def atom_call_ok(self, a: st.AtomDef, e: st.Call) -> None:
+        f, n = e.func, len(e.args)
+        if f == a.name:
+            self.fail(f"atom `{f}` calls itself: an atom may use only built-ins and earlier atoms", e.line, e.col)
+        elif not self.scalar_callable(f):
+            known = [*SCALAR_ATOMS, *PARAMETRIC_ATOMS, "maximum", "minimum", *self.net.atom_defs]
+            what = "is not a scalar function" if f in REDUCTIONS else "is not defined"
+            self.fail(f"`{f}` {what}{did_you_mean(f, known)}", e.line, e.col)
+        elif f in ("maximum", "minimum"):
+            if n < 2:
+                self.fail(f"`{f}` needs at least two arguments, got {n}", e.line, e.col)
+        elif f in PARAMETRIC_ATOMS:
+            if n != 2:
+                self.fail(f"`{f}` takes 2 arguments, got {n}", e.line, e.col)
+            elif not isinstance(e.args[1], st.Num):
+                self.fail(f"the second argument of `{f}` must be a number", e.args[1].line, e.args[1].col)
+        elif n != 1:
+            self.fail(f"`{f}` takes 1 argument, got {n}", e.line, e.col)
 
     def scalar_callable(self, func: str) -> bool:
         return func in SCALAR_ATOMS or func in PARAMETRIC_ATOMS or func in self.net.atom_defs \
-            or func in ("maximum", "minimum")
+            or func in self.poisoned_atoms or func in ("maximum", "minimum")
 
     def output(self, o: st.Output) -> None:
         for name, pos in o.names:
@@ -258,6 +305,9 @@ class _Builder:
             if name in self.net.names or name in self.poisoned:
                 self.fail(f"`{name}` is not an input or param: checks are taken in variables "
                           f"(or `inputs`, `params`)", pos.line, pos.col)
+            elif name in self.all_defined:
+                self.fail(f"unknown variable `{name}` (it is declared later: names must be defined before use)",
+                          pos.line, pos.col)
             else:
                 choices = [*self.net.variables, "inputs", "params"]
                 self.fail(f"unknown variable `{name}`{did_you_mean(name, choices)}", pos.line, pos.col)
@@ -269,8 +319,16 @@ class _Builder:
         if name in self.net.names:
             return True
         if name not in self.poisoned:
-            self.fail(f"unknown name `{name}`{did_you_mean(name, self.net.names)}", pos.line, pos.col)
+            self.fail(self.unknown_message(name), pos.line, pos.col)
         return False
+
+    def unknown_message(self, name: str) -> str:
+        if name in self.net.atom_defs or name in SCALAR_ATOMS or name in REDUCTIONS or name in PARAMETRIC_ATOMS \
+                or name in self.poisoned_atoms:
+            return f"`{name}` is a function; call it as `{name}(…)`"
+        if name in self.all_defined:
+            return f"unknown name `{name}` (it is defined later: names must be defined before use)"
+        return f"unknown name `{name}`{did_you_mean(name, self.net.names)}"
 
     # -- expressions (iterative post-order: deep nesting costs no stack) -----------------------------
     def expression(self, root: st.Expr) -> Node:
@@ -309,21 +367,13 @@ class _Builder:
             return self.net.nodes[self.net.names[e.id]]
         if e.id in self.poisoned:
             raise _Poisoned
-        if e.id in self.net.atom_defs or e.id in SCALAR_ATOMS or e.id in REDUCTIONS:
-            self.fail(f"`{e.id}` is a function; call it as `{e.id}(…)`", e.line, e.col)
-        else:
-            later = " (it is defined later: names must be defined before use)" if self.defined_later(e.id) else ""
-            hint = later or did_you_mean(e.id, self.net.names)
-            self.fail(f"unknown name `{e.id}`{hint}", e.line, e.col)
+        self.fail(self.unknown_message(e.id), e.line, e.col)
         raise _Poisoned
-
-    def defined_later(self, name: str) -> bool:
-        return any(isinstance(s, (st.Assign, st.Decl)) and s.name == name for s in self.program.statements)
 
     def make_power(self, e: st.Pow, base: Node) -> Node:
         p = e.exponent
         if not math.isfinite(p):
-            self.fail(f"the exponent {p} is not finite", e.line, e.col)
+            self.fail(f"the exponent {p} is not a finite number", e.line, e.col)
             raise _Poisoned
         return self.intern("scalar", (base,), base.shape, ("power", p), f"{_wrap(base, 5)}^{p:g}",
                            e.line, e.col, 4)
@@ -334,8 +384,8 @@ class _Builder:
             self.fail(f"indexing needs a vector, but `{base.label}` is {what}", e.line, e.col)
             raise _Poisoned
         if not 0 <= e.index < base.shape[0]:
-            self.fail(f"index {e.index} is out of range for `{base.label}` of size {base.shape[0]}",
-                      e.line, e.col + 1)
+            self.fail(f"index {e.index} is out of range for `{base.label}` of size {base.shape[0]} "
+                      f"(indices count from 0)", e.line, e.index_col or e.col + 1)
             raise _Poisoned
         return self.intern("index", (base,), (), (e.index,), f"{_wrap(base, 5)}[{e.index}]", e.line, e.col)
 
@@ -346,6 +396,10 @@ class _Builder:
             how = "`@` needs [m,n]@[n], [m,n]@[n,k], [n]@[n,k] or [n]@[n]" if op == "matmul" else \
                 f"`{e.op}` needs equal shapes or a scalar"
             self.fail(f"shape mismatch: {_shape_text(a.shape)} {e.op} {_shape_text(b.shape)}; {how}",
+                      e.line, e.col)
+            raise _Poisoned
+        if math.prod(shape) > MAX_ENTRIES:
+            self.fail(f"the result {_shape_text(shape)} of `{e.op}` has more than {MAX_ENTRIES:.0e} entries",
                       e.line, e.col)
             raise _Poisoned
         p = _PRECEDENCE[op]
@@ -368,6 +422,8 @@ class _Builder:
             return self.intern("scalar", args[:1], args[0].shape, (f, c.value), text, e.line, e.col)
         if f in REDUCTIONS:
             return self.make_reduction(e, args, text)
+        if f in self.poisoned_atoms:  # its definition was reported already
+            raise _Poisoned
         known = [*SCALAR_ATOMS, *PARAMETRIC_ATOMS, *REDUCTIONS, *self.net.atom_defs]
         if f in self.net.names:
             self.fail(f"`{f}` is a value, not a function", e.line, e.col)

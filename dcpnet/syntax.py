@@ -41,6 +41,7 @@ class Call(Expr):
 class Index(Expr):
     base: Expr
     index: int
+    index_col: int = 0                 # column of the integer (the node's own column is the `[`)
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,7 +78,10 @@ class Decl:
     hi: float
     pos: Pos
     shape_pos: Pos | None = None
-    constraint_pos: Pos | None = None
+    constraint_pos: Pos | None = None  # where the lower bound (or the only bound) is written
+    size_pos: tuple[Pos, ...] = ()     # where each size of the shape is written
+    hi_pos: Pos | None = None          # where the upper bound of `in [lo, hi]` is written
+    constraint: str = ""               # which form was written: "", ">=", "<=" or "in"
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,10 @@ class Program:
 
 
 # -- the parser ----------------------------------------------------------------------------------------
+MAX_SYNTAX_ERRORS = 20
+_BIG_INT_DIGITS = 100      # longer integers are clipped (Python refuses to print ints of > 4300 digits)
+
+
 def grammar_text() -> str:
     """The grammar, from the installed package data or from the source checkout."""
     packaged = resources.files("dcpnet") / "grammar" / "dcpnet.lark"
@@ -125,12 +133,21 @@ def grammar_text() -> str:
     return (Path(__file__).resolve().parent.parent / "grammar" / "dcpnet.lark").read_text()
 
 
+def normalise(text: str) -> str:
+    """LF line endings (CRLF and lone CR become LF) and no byte-order mark: what the grammar and the
+    line numbers of diagnostics both assume."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _pos(tok) -> Pos:
     return Pos(tok.line, tok.column)
 
 
-def _number(tok) -> float:
-    return float(tok)
+def _int(tok) -> int:
+    digits = str(tok).lstrip("0") or "0"
+    return int(digits) if len(digits) <= _BIG_INT_DIGITS else 10 ** _BIG_INT_DIGITS
 
 
 def _signed(children) -> float:
@@ -138,45 +155,62 @@ def _signed(children) -> float:
     return sign * float(children[-1])
 
 
+def _power(base: float, exponent: float) -> float:
+    """base ** exponent for constant folding; inf on overflow and nan where undefined, never an exception
+    (the semantic pass reports a non-finite exponent at its `^`)."""
+    try:
+        return math.pow(base, exponent)
+    except OverflowError:
+        return math.inf
+    except ValueError:  # a negative base to a fractional power, or 0 to a negative one
+        return math.nan
+
+
 def _make_transformer():
     from lark import Transformer, v_args
 
     @v_args(inline=False)
     class ToSyntax(Transformer):
-        """Binds each grammar alias to the node it builds (called by the parser at each reduction)."""
+        """Binds each grammar alias to the node it builds (called by the parser at each reduction).
+
+        Every callback is total: lark does not wrap exceptions raised here, so a bad number becomes a
+        value (inf, nan, a clipped integer) that the semantic pass reports with its position."""
 
         def program(self, items):
-            return Program(list(items))
+            flat = []
+            for st in items:
+                flat.extend(st if isinstance(st, list) else [st])
+            return Program(flat)
 
         # declarations
         def declaration(self, items):
             kind, decls = items[0], items[1:]
-            return [Decl(str(kind), *d) for d in decls]
+            return [Decl(str(kind), **d) for d in decls]
 
         def decl(self, items):
-            name, shape, constraint = items[0], (), (-math.inf, math.inf, None)
-            shape_pos = None
+            name = items[0]
+            d = dict(name=str(name), shape=(), lo=-math.inf, hi=math.inf, pos=_pos(name))
             for it in items[1:]:
-                if isinstance(it, tuple) and it and it[0] == "shape":
-                    shape, shape_pos = it[1], it[2]
-                else:
-                    constraint = it
-            return (str(name), shape, constraint[0], constraint[1], _pos(name), shape_pos, constraint[2])
+                d.update(it)
+            return d
 
         def shape(self, items):
-            return ("shape", tuple(int(t) for t in items), _pos(items[0]))
+            sizes = items[1:]
+            return dict(shape=tuple(_int(t) for t in sizes), shape_pos=_pos(items[0]),
+                        size_pos=tuple(_pos(t) for t in sizes))
 
         def signed_number(self, items):
             return (_signed(items), _pos(items[0]))
 
         def at_least(self, items):
-            return (items[0][0], math.inf, items[0][1])
+            return dict(lo=items[0][0], constraint_pos=items[0][1], constraint=">=")
 
         def at_most(self, items):
-            return (-math.inf, items[0][0], items[0][1])
+            return dict(hi=items[0][0], constraint_pos=items[0][1], constraint="<=")
 
         def between(self, items):
-            return (items[0][0], items[1][0], items[0][1])
+            return dict(lo=items[0][0], hi=items[1][0], constraint_pos=items[0][1], hi_pos=items[1][1],
+                        constraint="in")
 
         # definitions
         def assignment(self, items):
@@ -199,7 +233,7 @@ def _make_transformer():
         # expressions
         def binary(self, items):
             left, op, right = items
-            return BinOp(op.line, op.column, "@" if op == "@" else str(op), left, right)
+            return BinOp(op.line, op.column, str(op), left, right)
 
         def negate(self, items):
             op, operand = items
@@ -212,19 +246,24 @@ def _make_transformer():
             return Pow(op.line, op.column, base, exponent)
 
         def exponent(self, items):
-            return _signed(items)
+            sign = -1.0 if items[0] == "-" else 1.0
+            rest = items[1:] if getattr(items[0], "type", None) == "SIGN" else items
+            value = float(rest[0])
+            if len(rest) == 3:  # base ^ exponent, right-associative
+                value = _power(value, rest[2])
+            return sign * value
 
         def call(self, items):
             name, args = items[0], tuple(a for a in items[1:] if a is not None)
             return Call(name.line, name.column, str(name), args)
 
         def index(self, items):
-            base, idx = items
-            return Index(idx.line, idx.column - 1, base, int(idx))
+            base, bracket, idx = items
+            return Index(bracket.line, bracket.column, base, _int(idx), idx.column)
 
         def number(self, items):
             tok = items[0]
-            return Num(tok.line, tok.column, _number(tok))
+            return Num(tok.line, tok.column, float(tok))
 
         def name(self, items):
             tok = items[0]
@@ -242,54 +281,112 @@ def _parser():
 
 
 def parse(text: str, file: str = "<input>") -> Program:
-    """Parse `.net` text into a Program.
+    """Parse `.net` text into a Program; a syntax error raises DcpnetError with one diagnostic per bad line.
 
-    >>> prog = parse("input x\\ny = relu(x)\\n")
+    >>> prog = parse("input x, y[2] >= 0\\nz = relu(y) * x\\n")
     >>> [type(s).__name__ for s in prog.statements]
-    ['list', 'Assign']
+    ['Decl', 'Decl', 'Assign']
+    >>> parse("y = (x\\nz = x +\\n", "f.net")
+    Traceback (most recent call last):
+    ...
+    dcpnet.errors.DcpnetError: f.net:1:7: error: unexpected end of line; expected ')'...
     """
-    from lark.exceptions import UnexpectedInput, VisitError
+    from lark.exceptions import UnexpectedInput
 
+    text = normalise(text)
     source = SourceText(text, file)
-    try:
-        program = _parser().parse(text if text.endswith("\n") else text + "\n")
-    except UnexpectedInput as err:
-        raise source.error(_describe(err, text), err.line if err.line > 0 else len(source.lines),
-                           err.column if err.column > 0 else 1) from None
-    except VisitError as err:  # a transformer callback failed: report the original error
-        raise source.error(f"cannot read this statement: {err.orig_exc}", 1, 1) from None
-    flat = []
-    for st in program.statements:
-        flat.extend(st if isinstance(st, list) else [st])
-    program.statements = flat
+    work = text if text.endswith("\n") else text + "\n"
+    errors = []
+    while len(errors) < MAX_SYNTAX_ERRORS:
+        try:
+            program = _parser().parse(work)
+            break
+        except UnexpectedInput as err:
+            line, col = _where(err, source)
+            errors.append(source.diagnostic(_describe(err, work), line, col))
+            # recover: blank the bad line (statements are one line each) and look for more errors
+            lines = work.split("\n")
+            if not 0 < line <= len(lines) or not lines[line - 1]:
+                break
+            lines[line - 1] = ""
+            work = "\n".join(lines)
+    if errors:
+        raise DcpnetError(errors)
     program.source = source
     return program
 
 
+def _where(err, source: SourceText) -> tuple[int, int]:
+    """The error's line and column, clamped to the text (lark gives -1 at the end of the input)."""
+    line = getattr(err, "line", -1)
+    col = getattr(err, "column", -1)
+    if not isinstance(line, int) or line < 1:
+        line = max(len(source.lines), 1)
+        col = len(source.lines[line - 1]) + 1 if source.lines else 1
+    if not isinstance(col, int) or col < 1:
+        col = 1
+    return line, col
+
+
 _TOKEN_WORDS = {"_NL": "end of line", "$END": "end of file", "NAME": "a name", "NUMBER": "a number",
                 "INT": "an integer", "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/' or '@'", "NEG": "'-'",
-                "POW_OP": "'^'", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'",
-                "COMMA": "','", "EQUAL": "'='", "SIGN": "a sign"}
+                "POW_OP": "'^'", "SIGN": "a sign", "KIND": "'input' or 'param'", "NOT": "'not'",
+                "PROPERTY": "'convex', 'concave' or 'affine'", "COMMENT": "a comment"}
+
+
+@lru_cache(maxsize=None)
+def _token_word(name: str) -> str:
+    """How a message names a terminal: its literal text when it has one (`'>='`), else a word."""
+    if name in _TOKEN_WORDS:
+        return _TOKEN_WORDS[name]
+    for t in _parser().terminals:
+        if t.name == name and t.pattern.type == "str":
+            return f"'{t.pattern.value}'"
+    return name.lower()
+
+
+def _expected(names) -> str:
+    words = sorted({_token_word(n) for n in names or () if not n.startswith("__IGNORE")})
+    if not words:
+        return ""
+    if len(words) > 8:
+        return "; expected " + ", ".join(words[:8]) + ", …"
+    return "; expected " + ", ".join(words)
+
+
+_KEYWORDS = ("input", "param", "atom", "output", "check")
+
+
+def _hint(err, text: str) -> str:
+    """A sentence for the common mistakes whose bare `expected …` list would puzzle a reader."""
+    from .errors import did_you_mean
+
+    expected = set(err.expected or ())
+    if expected == {"NUMBER", "SIGN", "LPAR"}:
+        return ": the exponent of `^` must be a numeric constant, such as 2, -1 or 0.5"
+    if expected and expected <= {"NUMBER", "SIGN"}:
+        return ": a bound must be a number (a leading '-' is allowed)"
+    if expected == {"EQUAL"}:  # `inpt x`: a misspelled keyword reads as the start of an assignment
+        start = text.split("\n")[err.token.line - 1].split()[0] if err.token.line > 0 else ""
+        return did_you_mean(start, _KEYWORDS)
+    return ""
 
 
 def _describe(err, text: str) -> str:
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
-    expected = sorted({_TOKEN_WORDS.get(t, t.lower()) for t in (getattr(err, "expected", None) or ())})
-    want = f"; expected {', '.join(expected[:6])}" if expected else ""
     if isinstance(err, UnexpectedToken):
         tok = err.token
         what = "end of line" if tok.type == "_NL" else "end of file" if tok.type == "$END" else f"'{tok}'"
-        return f"unexpected {what}{want}"
+        return f"unexpected {what}{_expected(err.expected)}{_hint(err, text)}"
     if isinstance(err, UnexpectedCharacters):
         ch = text[err.pos_in_stream] if 0 <= err.pos_in_stream < len(text) else "?"
-        allowed = sorted({_TOKEN_WORDS.get(t, t.lower()) for t in (err.allowed or ())})
-        want = f"; expected {', '.join(allowed[:6])}" if allowed else ""
-        return f"unexpected character '{ch}'{want}"
+        shown = repr(ch)[1:-1] if not ch.isprintable() else ch
+        return f"unexpected character '{shown}'{_expected(err.allowed)}"
     if isinstance(err, UnexpectedEOF):
-        return f"unexpected end of file{want}"
+        return f"unexpected end of file{_expected(err.expected)}"
     return "syntax error"
 
 
-__all__ = ["parse", "Program", "Decl", "Assign", "AtomDef", "Output", "Check", "Expr", "Num",
+__all__ = ["parse", "normalise", "Program", "Decl", "Assign", "AtomDef", "Output", "Check", "Expr", "Num",
            "Name", "Call", "Index", "Neg", "BinOp", "Pow", "Pos", "DcpnetError"]
