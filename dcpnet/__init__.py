@@ -1,0 +1,15 @@
+"""dcpnet: prove or refute the convexity of neural networks, in the style of disciplined convex programming.
+
+>>> import dcpnet
+>>> net = dcpnet.load_string("input x[3]\\nparam W[2, 3] >= 0\\ny = sum(relu(W @ relu(x)))\\n")
+>>> dcpnet.verify(net, "y", ["x"], budget=0).convex.verdict.value
+'proved'
+"""
+from .errors import DcpnetError
+from .graph import Network, load
+from .lattice import Curvature, Verdict
+from .verify import Result, Verifier, check_file, load_string, verify
+
+__version__ = "0.1.0"
+__all__ = ["DcpnetError", "Network", "load", "load_string", "verify", "check_file", "Verifier", "Result",
+           "Curvature", "Verdict"]

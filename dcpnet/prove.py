@@ -135,12 +135,17 @@ class Analyzer:
         factor_at, g_at = self._constant_factor(node, kids)
         if factor_at is None:
             return Step(C.UNKNOWN, "product of two factors that both depend on the variables: not covered")
-        factor = self.ranges[node.args[factor_at]]
-        if node.op == "div":
-            factor = L.reciprocal(factor)
+        factor = self._factor_range(node, factor_at)
         curv = L.scale_curvature(kids[g_at], factor)
         sign = "≥ 0" if factor.nonneg else "≤ 0" if factor.nonpos else "of either sign"
         return Step(curv, f"scaling by a constant {sign} ({factor}): {kids[g_at]} → {curv}")
+
+    def _factor_range(self, node: Node, factor_at: int) -> Interval:
+        """The constant factor's range; for a divisor, 1/c has c's sign (c = 0 is outside the domain)."""
+        r = self.ranges[node.args[factor_at]]
+        if node.op != "div":
+            return r
+        return L.NONNEG if r.nonneg else L.NONPOS if r.nonpos else L.reciprocal(r)
 
     @staticmethod
     def _constant_factor(node: Node, kids: list[Curvature]) -> tuple[int | None, int]:
@@ -249,10 +254,8 @@ class Analyzer:
                            f"factors is not covered by the composition rules",
                            "analyse in fewer variables (fixing one factor), or let the refuter look for a witness")
         factor_node = self.net.nodes[node.args[factor_at]]
-        factor = self.ranges[factor_node.id]
+        factor = self._factor_range(node, factor_at)
         g = node.args[g_at]
-        if node.op == "div":
-            factor = L.reciprocal(factor)
         if factor.nonneg:
             return g, prop
         if factor.nonpos:

@@ -199,12 +199,12 @@ def _tree_label(node: dict) -> str:
 
 
 def _plot_first_witness(net, results, path: str) -> None:
-    witness = next((r[p] for r in results for p in ("convex", "concave") if r[p].witness), None)
-    if witness is None:
+    found = next(((r.expr, r[p].witness) for r in results for p in ("convex", "concave") if r[p].witness), None)
+    if found is None:
         return
     from .refute import plot_witness
 
-    plot_witness(net, witness, path)
+    plot_witness(net, found[0], found[1], path)
 
 
 __all__ = ["run_check", "print_results", "walk"]

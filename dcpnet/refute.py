@@ -1,0 +1,247 @@
+"""The search for witnesses: points a, b (and fixed values) whose midpoint breaks Jensen's inequality.
+
+Candidates are sampled in batches within the declared constraints at several scales and improved by a
+simple evolutionary ascent on the relative gap. Every candidate snaps to a grid on which (a + b) / 2 is
+exact in binary floating point, and is re-evaluated with mpmath at `DIGITS` significant digits before it
+is reported; one whose gap does not survive is discarded, never reported. Deterministic for a seed.
+"""
+from __future__ import annotations
+
+import math
+import time
+from fractions import Fraction
+
+import numpy as np
+
+DIGITS = 50
+SCALES = (1.0, 0.3, 3.0, 10.0, 0.05, 30.0)
+BATCH = 256
+GRID = 2.0 ** -30          # a, b on this grid with |v| < 2^20: a + b and its half are exact floats
+
+
+class Refuter:
+    """Looks for Jensen violations of one network's nodes; compiled evaluators are cached per target."""
+
+    def __init__(self, net, analyzer, seed: int = 0):
+        self.net = net
+        self.analyzer = analyzer
+        self.seed = seed
+        self._plans: dict[int, object] = {}
+
+    # -- public --------------------------------------------------------------------------------------
+    def search(self, target, wrt: list[str], prop: str, failure=None, deadline: float | None = None) -> dict | None:
+        """A verified witness that `target` is not `prop` ("convex" or "concave") in `wrt`, or None."""
+        node = self.net.names[target] if isinstance(target, str) else target
+        free = [v for v in self._leaves(node)]
+        wrt = [v for v in wrt if v in free]
+        if not wrt:
+            return None  # constant in the variables: affine, nothing to refute
+        fixed = [v for v in free if v not in wrt]
+        rng = np.random.default_rng([self.seed, node, len(wrt), 0 if prop == "convex" else 1])
+        deadline = deadline if deadline is not None else time.perf_counter() + 3.0
+        sign = 1.0 if prop == "convex" else -1.0
+        best = None
+        rounds = 0
+        while time.perf_counter() < deadline:
+            scale = SCALES[rounds % len(SCALES)]
+            if best is not None and rounds % 2 == 1:
+                cand = self._mutate(best, wrt, fixed, rng, scale)
+            else:
+                cand = self._sample(wrt, fixed, rng, scale, BATCH)
+            rounds += 1
+            gaps, values = self._gaps(node, cand, wrt, fixed, sign)
+            if gaps is None:
+                continue
+            order = np.argsort(-gaps)
+            for i in order[:4]:
+                if not gaps[i] > 0:
+                    break
+                witness = self._verify(node, cand, int(i), wrt, fixed, sign, values)
+                if witness is not None:
+                    return witness
+            best = self._keep_best(best, cand, gaps, order)
+        return None
+
+    def explain(self, target, wrt, prop: str, failure, witness: dict) -> str:
+        where = ""
+        if failure is not None:
+            node = self.net.nodes[failure.node]
+            where = f"; the rules stopped at `{node.label}` (line {node.line}): {failure.reason}"
+        entry = f" (entry {witness['index']})" if witness["index"] else ""
+        chord = (witness["f_a"] + witness["f_b"]) / 2
+        rel = "above" if prop == "convex" else "below"
+        return (f"not {prop}: at the midpoint of a and b, {target}{entry} = {witness['f_mid']:.6g} lies {rel} the "
+                f"chord value {chord:.6g} by {witness['gap']:.3g}{where}")
+
+    # -- sampling --------------------------------------------------------------------------------------
+    def _leaves(self, node: int) -> list[str]:
+        nodes = self.net.nodes
+        return [nodes[i].attrs[0] for i in self.net.ancestors(node) if nodes[i].op == "var"]
+
+    def _draw(self, name: str, rng, scale: float, n: int) -> np.ndarray:
+        var = self.net.variables[name]
+        lo, hi = var.bounds.lo, var.bounds.hi
+        shape = (n, *var.shape)
+        if math.isfinite(lo) and math.isfinite(hi):
+            span = hi - lo
+            values = lo + span * rng.random(shape)
+            edge = rng.random(shape) < 0.1
+            values = np.where(edge, np.where(rng.random(shape) < 0.5, lo, hi), values)
+        elif math.isfinite(lo):
+            values = lo + scale * rng.exponential(size=shape)
+            values = np.where(rng.random(shape) < 0.1, lo, values)
+        elif math.isfinite(hi):
+            values = hi - scale * rng.exponential(size=shape)
+            values = np.where(rng.random(shape) < 0.1, hi, values)
+        else:
+            values = scale * rng.standard_normal(shape)
+        return self._snap(name, values)
+
+    def _snap(self, name: str, values: np.ndarray) -> np.ndarray:
+        var = self.net.variables[name]
+        snapped = np.round(np.clip(values, -2.0 ** 19, 2.0 ** 19) / GRID) * GRID
+        return np.clip(snapped, var.bounds.lo, var.bounds.hi)
+
+    def _sample(self, wrt, fixed, rng, scale, n) -> dict:
+        cand = {"fixed": {v: self._draw(v, rng, scale, n) for v in fixed},
+                "a": {v: self._draw(v, rng, scale, n) for v in wrt},
+                "b": {v: self._draw(v, rng, scale, n) for v in wrt}}
+        # half of the pairs are short segments around a point: local curvature shows at small distance
+        step = rng.random() * scale
+        for v in wrt:
+            near = self._snap(v, cand["a"][v] + step * rng.standard_normal(cand["a"][v].shape))
+            half = np.arange(n) % 2 == 1
+            cand["b"][v][half] = near[half]
+        return cand
+
+    def _mutate(self, best: dict, wrt, fixed, rng, scale) -> dict:
+        n = BATCH
+        pick = rng.integers(0, len(next(iter(best["a"].values()))), size=n)
+        out: dict = {"fixed": {}, "a": {}, "b": {}}
+        for group, names in (("fixed", fixed), ("a", wrt), ("b", wrt)):
+            for v in names:
+                base = best[group][v][pick]
+                noise = scale * 0.1 * rng.standard_normal(base.shape) * (rng.random(base.shape) < 0.3)
+                out[group][v] = self._snap(v, base + noise)
+        return out
+
+    def _keep_best(self, best, cand, gaps, order) -> dict:
+        top = order[:16]
+        pool = {g: {v: x[top] for v, x in cand[g].items()} for g in cand}
+        pool["gap"] = gaps[top]
+        if best is None:
+            return pool
+        merged = {g: {v: np.concatenate([best[g][v], pool[g][v]]) for v in pool[g]} for g in ("fixed", "a", "b")}
+        gap = np.concatenate([best["gap"], pool["gap"]])
+        keep = np.argsort(-gap)[:16]
+        out = {g: {v: x[keep] for v, x in merged[g].items()} for g in merged}
+        out["gap"] = gap[keep]
+        return out
+
+    # -- evaluation ----------------------------------------------------------------------------------
+    def _plan(self, node: int):
+        if node not in self._plans:
+            from .evaluate import compile_network
+
+            self._plans[node] = compile_network(self.net, [node])
+        return self._plans[node]
+
+    def _gaps(self, node: int, cand: dict, wrt, fixed, sign: float):
+        """Relative Jensen gaps (positive = violation) of every candidate, at its worst entry."""
+        n = len(next(iter(cand["a"].values())))
+        env = {v: np.concatenate([x, x, x]) for v, x in cand["fixed"].items()}
+        for v in wrt:
+            a, b = cand["a"][v], cand["b"][v]
+            env[v] = np.concatenate([a, b, (a + b) / 2])
+        try:
+            with np.errstate(all="ignore"):
+                out = self._plan(node).forward(env, batched=set(env))
+        except (FloatingPointError, ValueError, ZeroDivisionError, OverflowError):
+            return None, None
+        y = out[node] if node in out else out[self.net.nodes[node].label]
+        y = np.asarray(y, dtype=float).reshape(3 * n, -1)
+        fa, fb, fm = y[:n], y[n:2 * n], y[2 * n:]
+        with np.errstate(all="ignore"):
+            gap = sign * (fm - (fa + fb) / 2)
+            rel = gap / (np.abs(fa) + np.abs(fb) + np.abs(fm) + 1e-300)
+        rel = np.where(np.isfinite(fa) & np.isfinite(fb) & np.isfinite(fm) & np.isfinite(rel), rel, -np.inf)
+        worst = rel.max(axis=1)
+        return worst, (fa, fb, fm, rel.argmax(axis=1))
+
+    def _verify(self, node: int, cand: dict, i: int, wrt, fixed, sign: float, values) -> dict | None:
+        """Re-evaluate candidate i with DIGITS digits; the witness, or None if the gap does not survive."""
+        import mpmath
+
+        from .precise import OutsideDomain, evaluate_precise
+
+        point = {g: {v: cand[g][v][i] for v in cand[g]} for g in ("fixed", "a", "b")}
+        mid = {}
+        for v in wrt:
+            a, b = point["a"][v], point["b"][v]
+            m = (a + b) / 2
+            if not all(Fraction(x) + Fraction(y) == 2 * Fraction(z)
+                       for x, y, z in zip(np.ravel(a), np.ravel(b), np.ravel(m))):
+                return None  # the float midpoint is not the true one: not a checkable witness
+            mid[v] = m
+        entry = int(values[3][i])
+        results = []
+        try:
+            for at in (point["a"], point["b"], mid):
+                env = {**point["fixed"], **at}
+                with mpmath.workdps(DIGITS):
+                    out = evaluate_precise(self.net, [node], env, dps=DIGITS)
+                results.append(out[node] if node in out else out[self.net.nodes[node].label])
+        except (OutsideDomain, ZeroDivisionError, ValueError, OverflowError):
+            return None
+        with mpmath.workdps(DIGITS):
+            fa, fb, fm = (_entry(r, entry) for r in results)
+            gap = sign * (fm - (fa + fb) / 2)
+            scale = abs(fa) + abs(fb) + abs(fm) + 1
+            if not gap > scale * mpmath.mpf(10) ** (-(DIGITS - 15)):
+                return None
+        shape = self.net.nodes[node].shape
+        index = list(np.unravel_index(entry, shape)) if shape else []
+        return {"a": _lists(point["a"]), "b": _lists(point["b"]), "fixed": _lists(point["fixed"]),
+                "index": [int(k) for k in index], "f_a": float(fa), "f_b": float(fb), "f_mid": float(fm),
+                "gap": float(gap), "digits": DIGITS}
+
+
+def _entry(value, flat_index: int):
+    arr = np.asarray(value, dtype=object).reshape(-1)
+    return arr[flat_index]
+
+
+def _lists(values: dict) -> dict:
+    return {k: (np.asarray(v, dtype=float).tolist()) for k, v in values.items()}
+
+
+def plot_witness(net, target: str, witness: dict, path: str) -> None:
+    """Draw the output along the segment from a to b with the chord (needs matplotlib)."""
+    try:
+        import matplotlib
+    except ImportError:
+        from .errors import DcpnetError, Diagnostic
+
+        raise DcpnetError(Diagnostic("--plot needs matplotlib: pip install 'dcpnet[plot]'", path, 1, 1)) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .evaluate import compile_network
+
+    node = net.names[target]
+    ts = np.linspace(0, 1, 201)
+    env = {k: np.repeat(np.asarray(v, dtype=float)[None], len(ts), axis=0) for k, v in witness["fixed"].items()}
+    for k in witness["a"]:
+        a, b = np.asarray(witness["a"][k], dtype=float), np.asarray(witness["b"][k], dtype=float)
+        env[k] = a[None] + np.multiply.outer(ts, b - a)
+    out = compile_network(net, [node]).forward(env, batched=set(env))
+    y = np.asarray(out[node] if node in out else out[target], dtype=float).reshape(len(ts), -1)
+    entry = int(np.ravel_multi_index(witness["index"], net.nodes[node].shape)) if witness["index"] else 0
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ts, y[:, entry], label=f"{target} along a → b")
+    ax.plot([0, 1], [witness["f_a"], witness["f_b"]], "--", label="chord")
+    ax.plot([0.5], [witness["f_mid"]], "o", label="value at the midpoint")
+    ax.set_xlabel("t  (point = a + t (b − a))")
+    ax.legend()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
