@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+SHOWN_WIDTH = 160          # longer source lines are shown as a window around the column
+
 
 @dataclass
 class Diagnostic:
@@ -27,9 +29,15 @@ class Diagnostic:
             return head
         # control characters would garble the terminal: show them as '?' (one column each, as counted)
         shown = "".join(c if c.isprintable() or c == "\t" else "?" for c in self.source_line)
+        at = max(self.col, 1) - 1
+        if len(shown) > SHOWN_WIDTH:  # a very long line: show a window around the column
+            start = max(0, min(at - SHOWN_WIDTH // 2, len(shown) - SHOWN_WIDTH))
+            end = start + SHOWN_WIDTH
+            shown = ("…" if start else "") + shown[start:end] + ("…" if end < len(shown) else "")
+            at = at - start + (1 if start else 0)
         # keep the tabs of the source line in the caret line, so the caret lands under the column
-        pad = "".join(c if c == "\t" else " " for c in shown[:max(self.col, 1) - 1])
-        pad += " " * (max(self.col, 1) - 1 - len(pad))
+        pad = "".join(c if c == "\t" else " " for c in shown[:at])
+        pad += " " * (at - len(pad))
         return f"{head}\n    {shown}\n    {pad}^"
 
 

@@ -117,7 +117,8 @@ class Network:
 
 def build(program: st.Program) -> Network:
     """Check a parsed program and build its DAG; raises DcpnetError listing every problem found."""
-    return _Builder(program).run()
+    with st.gc_paused():
+        return _Builder(program).run()
 
 
 def load_text(text: str, file: str = "<input>") -> Network:
@@ -293,9 +294,8 @@ class _Builder:
 
     def output(self, o: st.Output) -> None:
         for name, pos in o.names:
-            if self.known_name(name, pos):
-                if name not in self.net.outputs:
-                    self.net.outputs.append(name)
+            if self.known_name(name, pos) and name not in self.net.outputs:
+                self.net.outputs.append(name)
 
     def check(self, c: st.Check) -> None:
         ok = self.known_name(c.target, c.target_pos)
@@ -332,17 +332,21 @@ class _Builder:
 
     # -- expressions (iterative post-order: deep nesting costs no stack) -----------------------------
     def expression(self, root: st.Expr) -> Node:
-        done: dict[int, Node] = {}
-        stack: list[tuple[st.Expr, bool]] = [(root, False)]
-        while stack:
-            e, children_ready = stack.pop()
-            kids = _children(e)
-            if not children_ready:
-                stack.append((e, True))
-                stack.extend((k, False) for k in reversed(kids))
-                continue
-            done[id(e)] = self.make(e, [done[id(k)] for k in kids])
-        return done[id(root)]
+        done: list[Node] = []                        # the values of finished subexpressions, a stack
+        todo: list[tuple[st.Expr, int]] = [(root, -1)]  # (expression, its number of children once expanded)
+        while todo:
+            e, n = todo.pop()
+            if n < 0:
+                kids = _children(e)
+                if kids:
+                    todo.append((e, len(kids)))
+                    todo.extend((k, -1) for k in reversed(kids))
+                    continue
+                n = 0
+            args = done[len(done) - n:]
+            del done[len(done) - n:]
+            done.append(self.make(e, args))
+        return done[0]
 
     def make(self, e: st.Expr, args: list[Node]) -> Node:
         if isinstance(e, st.Num):
