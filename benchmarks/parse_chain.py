@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dcpnet import graph, syntax  # noqa: E402
+from dcpnet import graph, syntax
 
 
 def chain(layers: int, width: int) -> str:
