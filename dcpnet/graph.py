@@ -150,6 +150,7 @@ class _Builder:
         self.poisoned_atoms: set[str] = set()
         self.defined_at: dict[str, int] = {}
         self.all_defined = {s.name for s in program.statements if isinstance(s, (st.Assign, st.Decl, st.AtomDef))}
+        self.declared = {s.name for s in program.statements if isinstance(s, st.Decl)}
 
     # -- driver ------------------------------------------------------------------------------------
     def run(self) -> Network:
@@ -302,6 +303,9 @@ class _Builder:
         for name, pos in c.wrt:
             if name in ("inputs", "params") or name in self.net.variables:
                 continue
+            ok = False
+            if name in self.poisoned and name in self.declared:  # its declaration was reported already
+                continue
             if name in self.net.names or name in self.poisoned:
                 self.fail(f"`{name}` is not an input or param: checks are taken in variables "
                           f"(or `inputs`, `params`)", pos.line, pos.col)
@@ -311,7 +315,6 @@ class _Builder:
             else:
                 choices = [*self.net.variables, "inputs", "params"]
                 self.fail(f"unknown variable `{name}`{did_you_mean(name, choices)}", pos.line, pos.col)
-            ok = False
         if ok:
             self.net.checks.append(c)
 
