@@ -3,9 +3,10 @@
 Each property gets a verdict: proved (with a certificate from the rules), refuted (with a witness checked in
 high precision by the refuter), or unknown (with the lowest node where the rules stopped and a hint).
 
->>> net = load_string("input x\\natom sq(t) = t^2\\nh = sq(x^2 - 1)\\n")    # doctest: +SKIP
->>> verify(net, "h", ["x"]).convex.verdict                               # doctest: +SKIP
-<Verdict.REFUTED: 'refuted'>
+>>> net = load_string("input x\\nh = (x^2 - 1)^2\\n")
+>>> r = verify(net, "h", ["x"])
+>>> r.convex.verdict, r.convex.witness["gap"] > 0
+(<Verdict.REFUTED: 'refuted'>, True)
 """
 from __future__ import annotations
 
