@@ -293,8 +293,13 @@ class Analyzer:
         pieces = f.increasing_on if need == "nondecreasing" else f.decreasing_on
         return Failure(node.id, "monotonicity of the outer function",
                        f"{f.name} is {mono} on {box}, the range of its argument `{arg.label}` ({g}); the "
-                       f"composition needs it {need} there: {f.name}'(u) = {f.derivative}"
+                       f"composition needs it {need} there: {f.name}'({self._arg_name(f)}) = {f.derivative}"
                        + _only_on(f.name, need, pieces), _restrict_hint(f.name, pieces))
+
+    def _arg_name(self, f: ScalarAtom) -> str:
+        """The argument's name in the atom's derivative text: the user's own for user atoms."""
+        defined = self.net.atom_defs.get(f.name)
+        return defined.arg if defined is not None else "u"
 
     def _blame_reduction(self, node: Node, prop: str, kids) -> tuple[int, str] | Failure:
         rec = REDUCTIONS[node.attrs[0]]
