@@ -1,0 +1,591 @@
+"""Training what was certified: minibatch Adam or SGD on the mean of a scalar output, projected onto constraints.
+
+After every step each constrained param is put back onto its declared interval, exactly (no -1e-17 below a
+bound of 0), so every proof that `dcpnet check` gives under the declared constraints still covers the trained
+weights. A step whose loss or gradient is not finite stops training and keeps the params at which the last
+finite step was taken; a validation split keeps the params of the best validation epoch.
+
+>>> from dcpnet.graph import load_text
+>>> net = load_text("input x\\ninput y\\nparam w >= 0, b\\nloss = (w * x + b - y)^2\\n")
+>>> x = np.linspace(-1, 1, 64)
+>>> res = train(net, {"x": x, "y": 3 * x + 1}, "loss", epochs=200, batch=16, lr=0.05, seed=0)
+>>> round(float(res.params["w"]), 3), round(float(res.params["b"]), 3), res.reason
+(3.0, 1.0, 'finished 200 epochs')
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .errors import DcpnetError, Diagnostic, did_you_mean
+from .evaluate import compile_network, init_params, project_params
+from .graph import Network
+from .lattice import Interval
+
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+CHUNK = 1 << 14                                  # examples per forward pass when measuring a loss
+
+
+@dataclass
+class Tick:
+    """What a progress callback is told after every step (and `epoch_done` once per epoch)."""
+
+    epoch: int                                   # from 1
+    epochs: int
+    step: int                                    # from 1, within the epoch
+    steps: int                                   # per epoch
+    loss: float                                  # running mean of the epoch's minibatch losses
+    val: float | None = None                     # the last validation loss
+    epoch_done: bool = False
+
+
+@dataclass
+class TrainResult:
+    """The trained params and how training went.
+
+    `history["train"]` holds each epoch's running mean of its minibatch losses, `history["val"]` the loss on
+    the held-out examples after each epoch (empty without a validation split).
+    """
+
+    params: dict[str, np.ndarray]
+    history: dict[str, list[float]] = field(default_factory=lambda: {"train": [], "val": []})
+    stopped_early: bool = False
+    reason: str = ""
+    best_epoch: int | None = None                # the epoch whose params were kept (validation only)
+    steps: int = 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# Optimizers: the update rules of torch.optim.Adam and plain SGD, written out so runs can be compared
+# ----------------------------------------------------------------------------------------------------
+
+class _SGD:
+    def __init__(self, params: dict, lr: float):
+        self.lr = lr
+
+    def deltas(self, grads: dict) -> dict:
+        return {k: self.lr * g for k, g in grads.items()}
+
+
+class _Adam:
+    def __init__(self, params: dict, lr: float):
+        self.lr = lr
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+        self.t = 0
+
+    def deltas(self, grads: dict) -> dict:
+        b1, b2 = ADAM_BETAS
+        self.t += 1
+        step = self.lr / (1 - b1 ** self.t)
+        root_c2 = math.sqrt(1 - b2 ** self.t)
+        out = {}
+        for k, g in grads.items():
+            m, v = self.m[k], self.v[k]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            out[k] = step * m / (np.sqrt(v) / root_c2 + ADAM_EPS)
+        return out
+
+
+OPTIMIZERS = {"adam": _Adam, "sgd": _SGD}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Projection onto the declared constraints, exact in the working dtype
+# ----------------------------------------------------------------------------------------------------
+
+def project(net: Network, params: dict[str, np.ndarray]) -> None:
+    """Clip every constrained param onto its interval in place, so that `lo <= value <= hi` holds exactly.
+
+    In float32 a bound like 0.7 rounds to 0.69999999: clipping to it would leave values just outside,
+    so such values are moved one float32 step inward.
+
+    >>> from dcpnet.graph import load_text
+    >>> net = load_text("input x\\nparam w[2] in [0.7, 1.1]\\ny = sum(w * x)\\n")
+    >>> p = {"w": np.array([0.0, 2.0], dtype=np.float32)}
+    >>> project(net, p); bool(p["w"][0] >= 0.7 and p["w"][1] <= 1.1)
+    True
+    """
+    project_params(net, params)
+    for name, value in params.items():
+        var = net.variables.get(name)
+        if var is None or value.dtype == np.float64:
+            continue
+        lo, hi = var.bounds.lo, var.bounds.hi
+        wide = value.astype(np.float64)
+        if math.isfinite(lo) and (wide < lo).any():
+            value[wide < lo] = np.nextafter(value.dtype.type(lo), value.dtype.type(np.inf))
+        if math.isfinite(hi) and (wide > hi).any():
+            value[wide > hi] = np.nextafter(value.dtype.type(hi), value.dtype.type(-np.inf))
+
+
+def violations(net: Network, params: dict[str, np.ndarray]) -> list[str]:
+    """The params outside their declared interval (compared exactly, in float64); empty when all hold."""
+    bad = []
+    for name, value in params.items():
+        b = net.variables[name].bounds
+        wide = np.asarray(value, dtype=np.float64)
+        if wide.size and (wide.min() < b.lo or wide.max() > b.hi):
+            bad.append(f"`{name}` leaves [{b.lo:g}, {b.hi:g}] (min {wide.min()!r}, max {wide.max()!r})")
+    return bad
+
+
+# ----------------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------------
+
+def train(net: Network, data: dict[str, np.ndarray], loss: str, *, epochs: int = 10, batch: int = 64,
+          lr: float = 1e-2, optimizer: str = "adam", seed: int = 0, init: dict[str, np.ndarray] | None = None,
+          val: float = 0.0, patience: int | None = None, dtype=np.float64, progress=None) -> TrainResult:
+    """Minimise the mean of the scalar `loss` over the examples of `data` (one array per input, leading axis).
+
+    Minibatches of `batch` examples are drawn in an order shuffled every epoch; the params start from
+    `init` (every param, inside its constraint) or from `init_params`. Everything random comes from `seed`,
+    so a run is reproducible. With `val` > 0 that fraction of the examples is held out, the params of the
+    best validation epoch are returned, and `patience` stops after that many epochs without improvement.
+    `progress(tick)` is called after every step with a `Tick`. Bad arguments raise `DcpnetError`.
+
+    >>> from dcpnet.graph import load_text
+    >>> net = load_text("input x[2]\\ninput t in [0, 1]\\nparam w[2], c\\nloss = softplus(w @ x + c) - t * (w @ x + c)\\n")
+    >>> x = np.random.default_rng(1).normal(size=(200, 2)); t = (x[:, 0] > x[:, 1]).astype(float)
+    >>> res = train(net, {"x": x, "t": t}, "loss", epochs=30, batch=20, lr=0.1, val=0.25, patience=5)
+    >>> res.history["train"][-1] < res.history["train"][0] < math.log(2) + 1e-9, bool(res.params["w"][0] > 0)
+    (True, True)
+    """
+    rng_init, rng_split, rng_order = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    dtype = np.dtype(dtype).type
+    _check_options(net, loss, epochs, batch, lr, optimizer, val, patience)
+    data, n = _check_data(net, data, loss, dtype)
+    params = _start(net, init, rng_init, dtype)
+    train_data, val_data = _split(data, n, val, rng_split, net.source.file)
+    n_train = n - (next(iter(val_data.values())).shape[0] if val_data else 0)
+    return _Loop(net, loss, params, OPTIMIZERS[optimizer](params, lr), dtype, progress).run(
+        train_data, n_train, val_data, epochs, batch, patience, rng_order)
+
+
+class _Loop:
+    def __init__(self, net: Network, loss: str, params: dict, opt, dtype, progress):
+        self.net, self.loss, self.params, self.opt, self.dtype = net, loss, params, opt, dtype
+        self.plan = compile_network(net, [loss], dtype)
+        self.inputs = set(net.inputs)
+        self.wrt = set(net.params)
+        self.progress = progress
+        self.result = TrainResult(params)
+        self.last = None                             # the params before the latest step
+
+    def run(self, data, n, val_data, epochs, batch, patience, rng) -> TrainResult:
+        res, hist = self.result, self.result.history
+        steps = -(-n // batch)
+        best, best_params, waited = math.inf, None, 0
+        for epoch in range(1, epochs + 1):
+            running = self._epoch(data, rng.permutation(n), epoch, epochs, batch, steps)
+            if running is None:                      # stopped on a non-finite value
+                break
+            hist["train"].append(running)
+            if val_data:
+                v = mean_loss(self.net, self.params, val_data, self.loss, self.dtype, self.plan)
+                hist["val"].append(v)
+                if not math.isfinite(v):
+                    self._stop(f"stopped after epoch {epoch}: the validation loss is {v} (an example outside "
+                               "an atom's domain?)")
+                    break
+                if v < best:
+                    best, best_params, waited, res.best_epoch = v, _copy(self.params), 0, epoch
+                else:
+                    waited += 1
+            self._tick(Tick(epoch, epochs, steps, steps, running, hist["val"][-1] if val_data else None, True))
+            if patience is not None and waited >= patience:
+                res.stopped_early = True
+                res.reason = (f"early stopping after epoch {epoch}: no validation improvement in {patience} "
+                              f"epochs")
+                break
+        else:
+            res.reason = f"finished {epochs} epochs"
+        if best_params is not None:
+            res.params = best_params
+            res.reason += f"; kept the params of epoch {res.best_epoch} (validation loss {best:.6g})"
+        else:
+            res.params = self.params
+        return res
+
+    def _epoch(self, data, order, epoch, epochs, batch, steps) -> float | None:
+        total, seen = 0.0, 0
+        for step in range(1, steps + 1):
+            idx = order[(step - 1) * batch: step * batch]
+            env = dict(self.params)
+            env.update({k: v[idx] for k, v in data.items()})
+            value, grads = self.plan.backward(env, self.inputs, self.loss, wrt=self.wrt)
+            bad = _nonfinite(value, grads)
+            if bad:
+                if self.last is not None:
+                    self.params.update(self.last)
+                self._stop(f"stopped at epoch {epoch}, step {step}: {bad}; kept the params at which the last "
+                           f"finite loss was computed (try a smaller --lr, or keep the atoms' arguments inside "
+                           f"their domains)")
+                return None
+            self.last = _copy(self.params)
+            self._update(grads)
+            total += value * len(idx)
+            seen += len(idx)
+            self.result.steps += 1
+            self._tick(Tick(epoch, epochs, step, steps, total / seen))
+        return total / seen
+
+    def _update(self, grads: dict) -> None:
+        deltas = self.opt.deltas(grads)
+        for k, p in self.params.items():
+            np.subtract(p, deltas[k], out=p)
+        project(self.net, self.params)
+
+    def _stop(self, reason: str) -> None:
+        self.result.stopped_early = True
+        self.result.reason = reason
+
+    def _tick(self, tick: Tick) -> None:
+        if self.progress is not None:
+            self.progress(tick)
+
+
+def _nonfinite(value: float, grads: dict) -> str | None:
+    if not math.isfinite(value):
+        return f"the loss is {value}"
+    for name, g in grads.items():
+        if not np.isfinite(g).all():
+            return f"the gradient of `{name}` holds {g[~np.isfinite(g)].flat[0]}"
+    return None
+
+
+def _copy(params: dict) -> dict:
+    return {k: v.copy() for k, v in params.items()}
+
+
+def mean_loss(net: Network, params: dict[str, np.ndarray], data: dict[str, np.ndarray], loss: str,
+              dtype=np.float64, plan=None) -> float:
+    """The mean of the scalar `loss` over every example of `data`, computed in chunks.
+
+    >>> from dcpnet.graph import load_text
+    >>> net = load_text("input x\\nparam w\\nloss = (w * x)^2\\n")
+    >>> mean_loss(net, {"w": np.array(2.0)}, {"x": np.array([1.0, 2.0])}, "loss")
+    10.0
+    """
+    plan = plan or compile_network(net, [loss], dtype)
+    n = len(next(iter(data.values())))
+    total = 0.0
+    for start in range(0, n, CHUNK):
+        env = dict(params)
+        env.update({k: v[start:start + CHUNK] for k, v in data.items()})
+        total += float(np.sum(plan.forward(env, set(data))[loss], dtype=np.float64))
+    return total / n
+
+
+# ----------------------------------------------------------------------------------------------------
+# Checking the arguments: every problem is a DcpnetError naming the file
+# ----------------------------------------------------------------------------------------------------
+
+def _fail(net: Network, message: str, line: int = 1, col: int = 1, show: bool = False) -> DcpnetError:
+    if show:
+        return net.source.error(message, line, col)
+    return DcpnetError(Diagnostic(message, net.source.file, line, col))
+
+
+def _check_options(net: Network, loss: str, epochs, batch, lr, optimizer, val, patience) -> None:
+    if loss not in net.names:
+        names = [n for n, i in net.names.items() if net.nodes[i].shape == () and net.variables.get(n) is None]
+        raise _fail(net, f"--loss: no output or assignment named `{loss}`{did_you_mean(loss, names)}")
+    node = net.node(loss)
+    if loss in net.variables:
+        raise _fail(net, f"--loss: `{loss}` is a declared {net.variables[loss].kind}, not a computed value",
+                    net.variables[loss].line, net.variables[loss].col, True)
+    if node.shape != ():
+        line, col = _assigned_at(net, loss) or (node.line, node.col)
+        raise _fail(net, f"--loss: `{loss}` has shape {list(node.shape)}; the loss must be a scalar (reduce it "
+                         f"with sum, mean, ... in the file)", line, col, True)
+    used = {net.nodes[i].attrs[0] for i in net.ancestors(node.id) if net.nodes[i].op == "var"}
+    if not used & set(net.params):
+        raise _fail(net, f"--loss: `{loss}` depends on no param: there is nothing to train")
+    for what, value, ok in [("--epochs", epochs, isinstance(epochs, int) and epochs >= 1),
+                            ("--batch", batch, isinstance(batch, int) and batch >= 1),
+                            ("--lr", lr, isinstance(lr, (int, float)) and 0 < lr < math.inf),
+                            ("--optimizer", optimizer, optimizer in OPTIMIZERS),
+                            ("--val", val, isinstance(val, (int, float)) and 0 <= val < 1),
+                            ("--patience", patience, patience is None or (isinstance(patience, int) and patience >= 1))]:
+        if not ok:
+            raise _fail(net, f"{what}: {value!r} is not allowed ({_ALLOWED[what]})")
+    if patience is not None and not val:
+        raise _fail(net, "--patience needs a validation split (--val, e.g. 0.2): early stopping watches the "
+                         "validation loss")
+
+
+_ALLOWED = {"--epochs": "a positive integer", "--batch": "a positive integer", "--lr": "a positive finite number",
+            "--optimizer": "adam or sgd", "--val": "a fraction in [0, 1)", "--patience": "a positive integer"}
+
+
+def _assigned_at(net: Network, name: str) -> tuple[int, int] | None:
+    pattern = re.compile(rf"^(\s*){re.escape(name)}\s*=(?!=)")
+    for i, text in enumerate(net.source.lines, 1):
+        m = pattern.match(text)
+        if m:
+            return i, len(m.group(1)) + 1
+    return None
+
+
+def _check_data(net: Network, data: dict, loss: str, dtype) -> tuple[dict[str, np.ndarray], int]:
+    """The inputs the loss needs, as `dtype` arrays with one common number of examples n >= 1."""
+    out, n = {}, None
+    for name in net.inputs:
+        var = net.variables[name]
+        if name not in data:
+            raise _fail(net, f"the data has no array for input `{name}`")
+        value = np.asarray(data[name])
+        if value.dtype.kind not in "biuf":
+            raise _fail(net, f"input `{name}` has dtype {value.dtype}; expected real numbers")
+        if value.ndim != len(var.shape) + 1 or value.shape[1:] != var.shape or value.shape[0] == 0:
+            raise _fail(net, f"input `{name}` has shape {value.shape}; expected (n{''.join(f', {s}' for s in var.shape)})"
+                             f" with n >= 1")
+        if n is not None and value.shape[0] != n:
+            raise _fail(net, f"input `{name}` has {value.shape[0]} examples; the others have {n}")
+        n = value.shape[0]
+        value = value.astype(dtype)
+        if not np.isfinite(value).all():
+            raise _fail(net, f"input `{name}` holds non-finite values (in {np.dtype(dtype).name})")
+        if value.min() < var.bounds.lo or value.max() > var.bounds.hi:
+            raise _fail(net, f"input `{name}` leaves its declared constraint [{var.bounds.lo:g}, {var.bounds.hi:g}]")
+        out[name] = value
+    if n is None:
+        raise _fail(net, "the network declares no input: there are no examples to train on")
+    return out, n
+
+
+def _start(net: Network, init: dict | None, rng, dtype) -> dict[str, np.ndarray]:
+    if init is None:   # np.array: init_params gives NumPy scalars (not arrays) for scalar params
+        params = {k: np.array(v, dtype=dtype) for k, v in init_params(net, rng, dtype).items()}
+    else:
+        params = {}
+        for name in net.params:
+            var = net.variables[name]
+            value = np.array(init[name], dtype=dtype) if name in init else None
+            if value is None or value.shape != var.shape:
+                raise _fail(net, f"--init: param `{name}` " + ("is missing" if value is None else
+                                 f"has shape {value.shape}; expected {var.shape}"))
+            params[name] = value
+        bad = violations(net, params) + [f"`{k}` is not finite" for k, v in params.items()
+                                         if not np.isfinite(v).all()]
+        if bad:
+            raise _fail(net, "--init: " + "; ".join(bad))
+    project(net, params)
+    return params
+
+
+def _split(data: dict, n: int, val: float, rng, file: str) -> tuple[dict, dict]:
+    if not val:
+        return data, {}
+    n_val = max(1, round(val * n))
+    if n_val >= n:
+        raise DcpnetError(Diagnostic(f"--val {val:g} of {n} examples leaves none to train on", file, 1, 1))
+    order = rng.permutation(n)
+    held, kept = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return {k: v[kept] for k, v in data.items()}, {k: v[held] for k, v in data.items()}
+
+
+# ----------------------------------------------------------------------------------------------------
+# The certificate after training
+# ----------------------------------------------------------------------------------------------------
+
+def pinned(net: Network, params: dict[str, np.ndarray], free=()) -> Network:
+    """The network with each param (but those in `free`) constrained to the hull [min, max] of its values.
+
+    The trained weights are plugged in: a proof for the pinned network holds for every weight in those
+    boxes, the trained ones among them (a scalar param is pinned to its exact value).
+    """
+    variables = dict(net.variables)
+    for name, value in params.items():
+        if name in free:
+            continue
+        wide = np.asarray(value, dtype=np.float64)
+        variables[name] = replace(variables[name], bounds=Interval(float(wide.min()), float(wide.max())))
+    return replace(net, variables=variables)
+
+
+@dataclass
+class Recheck:
+    """A check line of the file, verified as declared and with the trained params pinned."""
+
+    text: str
+    holds: bool                                  # the file's verdict, under the declared constraints
+    declared: str                                # its verdict on the claimed property
+    pinned: str | None                           # proved / unknown with the params pinned (positive claims)
+
+
+def recheck(net: Network, params: dict[str, np.ndarray], seed: int = 0, budget: float = 3.0) -> list[Recheck]:
+    """Re-run the file's check lines for the trained params.
+
+    Under the declared constraints the verdicts do not depend on the weights, and the trained weights satisfy
+    every constraint exactly, so a proved claim covers them. A positive claim is then also proved again with
+    the params not analysed pinned to their trained values (`pinned`). A refuted "not" claim is about the
+    family of networks: its witness may choose other weights.
+    """
+    from .verify import Verifier
+
+    verifier = Verifier(net, seed=seed, budget=budget)
+    out = []
+    for c in net.checks:
+        wrt = net.resolve_wrt([n for n, _ in c.wrt])
+        claim = ("not " if c.negated else "") + c.prop
+        res = verifier.verify(c.target, wrt, claim, c.pos.line, want=(c.prop,))
+        again = None
+        if not c.negated:
+            strict = Verifier(pinned(net, params, free=wrt), refute=False)
+            again = strict.verify(c.target, wrt, claim, c.pos.line, want=(c.prop,))[c.prop].verdict.value
+        out.append(Recheck(f"line {c.pos.line}: {claim}({c.target}) in {', '.join(wrt)}", bool(res.holds),
+                           res[c.prop].verdict.value, again))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# `dcpnet train`
+# ----------------------------------------------------------------------------------------------------
+
+def run_train(args) -> int:
+    """`dcpnet train FILE --data D.npz --loss NAME ...` (SPEC section 3): 0 done and every check line holds,
+    1 training stopped on a non-finite value or a check line does not hold, 2 bad input (nothing written)."""
+    from .cli import load_network
+    from .data import load_data, load_params, save_npz
+
+    net = load_network(args.file)
+    dtype = np.float32 if args.dtype == "float32" else np.float64
+    _check_options(net, args.loss, args.epochs, args.batch, args.lr, args.optimizer, args.val, args.patience)
+    _writable(args.out, "--out")
+    if args.plot:
+        _plot_ready(args.plot)
+    data, _ = load_data(net, args.data, dtype)
+    init = load_params(net, args.init, dtype) if args.init else None
+    with _rich_progress() as progress:
+        res = train(net, data, args.loss, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                    optimizer=args.optimizer, seed=args.seed, init=init, val=args.val, patience=args.patience,
+                    dtype=dtype, progress=progress)
+    save_npz(args.out, res.params)
+    if args.plot and res.history["train"]:
+        plot_history(res.history, args.plot, f"{os.path.basename(args.file)}: {args.loss}")
+    diverged = res.stopped_early and res.reason.startswith("stopped")
+    (sys.stderr if diverged else sys.stdout).write(f"{args.file}: {res.reason}\n")
+    _summary(net, res, args)
+    checks = recheck(net, res.params, seed=args.seed)
+    _print_checks(checks)
+    return 1 if diverged or not all(c.holds for c in checks) else 0
+
+
+def _summary(net: Network, res: TrainResult, args) -> None:
+    hist = res.history
+    parts = [f"{res.steps} steps"]
+    if hist["train"]:
+        parts.append(f"train loss {hist['train'][-1]:.6g} (epoch {len(hist['train'])})")
+    if hist["val"]:
+        parts.append(f"validation loss {hist['val'][-1]:.6g}")
+    print(", ".join(parts))
+    print(f"wrote {os.fspath(args.out)}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in res.params.items()))
+    if args.plot and hist["train"]:
+        print(f"wrote {os.fspath(args.plot)}: the loss curve")
+    bad = violations(net, res.params)
+    constrained = [n for n in net.params if net.variables[n].bounds != Interval()]
+    if bad:
+        print("constraints violated: " + "; ".join(bad))
+    elif constrained:
+        print(f"every constraint holds exactly for the trained params ({', '.join(constrained)})")
+
+
+def _print_checks(checks: list[Recheck]) -> None:
+    if not checks:
+        return
+    print("check lines, re-verified for the trained params (the certificates are proved under the declared "
+          "constraints, which the trained params satisfy exactly, so they still apply):")
+    for c in checks:
+        mark = "✓" if c.holds else "✗"
+        extra = f"; with the trained params pinned: {c.pinned}" if c.pinned else \
+            "; a refutation is about the family of networks (its witness may choose other weights)"
+        print(f"  {mark} {c.text}: {c.declared}{extra}")
+
+
+@contextmanager
+def _rich_progress():
+    """A progress bar on stderr with the running loss (rich; belongs in report.py, the rich importer)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[val]}"), TimeElapsedColumn()]
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        task = None
+
+        def update(tick: Tick) -> None:
+            nonlocal task
+            if task is None:
+                task = bar.add_task("train", total=tick.epochs * tick.steps, epoch="", loss="", val="")
+            val = "" if tick.val is None else f"val {tick.val:.4g}"
+            bar.update(task, completed=(tick.epoch - 1) * tick.steps + tick.step,
+                       epoch=f"{tick.epoch}/{tick.epochs}", loss=f"{tick.loss:.4g}", val=val)
+        yield update
+
+
+# ----------------------------------------------------------------------------------------------------
+# --plot
+# ----------------------------------------------------------------------------------------------------
+
+def _writable(path: str, what: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise DcpnetError(Diagnostic(f"{what}: the folder {folder} does not exist", path, 1, 1))
+
+
+def _plot_ready(path: str) -> None:
+    _writable(path, "--plot")
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise DcpnetError(Diagnostic("--plot needs matplotlib: pip install 'dcpnet[plot]'", path, 1, 1)) from None
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    kinds = Figure().canvas.get_supported_filetypes()
+    if ext not in kinds:
+        raise DcpnetError(Diagnostic(f"--plot: cannot draw a `.{ext}` file (one of: "
+                                     f"{', '.join(sorted(kinds))})", path, 1, 1))
+
+
+def plot_history(history: dict[str, list[float]], path: str, title: str = "") -> None:
+    """Draw the loss curves of `history` into `path` (its extension picks the format), atomically."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    for key, style in (("train", "-"), ("val", "--")):
+        values = history.get(key) or []
+        if values:
+            ax.plot(range(1, len(values) + 1), values, style, marker="." if len(values) < 40 else None,
+                    label={"train": "train (running mean)", "val": "validation"}[key])
+    everything = [v for vs in history.values() for v in vs]
+    if everything and min(everything) > 0 and max(everything) > 10 * min(everything):
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean loss")
+    ax.set_title(title)
+    ax.legend()
+    folder = os.path.dirname(os.path.abspath(path))
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    fd, tmp = tempfile.mkstemp(prefix=".dcpnet-", suffix="." + ext, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format=ext)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
