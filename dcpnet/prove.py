@@ -30,10 +30,19 @@ def _mirror(prop: str) -> str:
 
 @dataclass(frozen=True)
 class Step:
-    """The rule applied at one node: the curvature it gives and the rule in words."""
+    """The rule applied at one node: the curvature it gives and the rule in words.
+
+    The words are a template and its arguments, formatted only when a report asks: most steps of a large
+    network are never shown.
+    """
 
     curvature: Curvature
-    rule: str
+    template: str
+    args: tuple = ()
+
+    @property
+    def rule(self) -> str:
+        return self.template.format(*self.args) if self.args else self.template
 
 
 @dataclass(frozen=True)
@@ -118,11 +127,11 @@ class Analyzer:
         if op == "const" or (kids and all(k is C.CONSTANT for k in kids)):
             return Step(C.CONSTANT, "constant in the variables")
         if op == "add":
-            return Step(L.add_curvature(kids[0], kids[1]), f"sum: {kids[0]} + {kids[1]}")
+            return Step(L.add_curvature(kids[0], kids[1]), "sum: {} + {}", (kids[0], kids[1]))
         if op == "sub":
-            return Step(L.add_curvature(kids[0], L.flip(kids[1])), f"difference: {kids[0]} - {kids[1]}")
+            return Step(L.add_curvature(kids[0], L.flip(kids[1])), "difference: {} - {}", (kids[0], kids[1]))
         if op == "neg":
-            return Step(L.flip(kids[0]), f"negation of {kids[0]}")
+            return Step(L.flip(kids[0]), "negation of {}", (kids[0],))
         if op == "index":
             return Step(kids[0], "an entry keeps the curvature")
         if op in ("mul", "matmul", "div"):
@@ -138,7 +147,7 @@ class Analyzer:
         factor = self._factor_range(node, factor_at)
         curv = L.scale_curvature(kids[g_at], factor)
         sign = "≥ 0" if factor.nonneg else "≤ 0" if factor.nonpos else "of either sign"
-        return Step(curv, f"scaling by a constant {sign} ({factor}): {kids[g_at]} → {curv}")
+        return Step(curv, "scaling by a constant {} ({}): {} → {}", (sign, factor, kids[g_at], curv))
 
     def _factor_range(self, node: Node, factor_at: int) -> Interval:
         """The constant factor's range; for a divisor, 1/c has c's sign (c = 0 is outside the domain)."""
@@ -162,16 +171,15 @@ class Analyzer:
         f = self.atom(node)
         box = self.box(node)
         if box is None:
-            return Step(C.UNKNOWN, f"{f.name}: its argument never lies in its domain {f.domain}")
+            return Step(C.UNKNOWN, "{}: its argument never lies in its domain {}", (f.name, f.domain))
         mono = f.monotonicity_on_box(box)
         if mono is M.CONSTANT:
-            return Step(C.CONSTANT, f"{f.name} is constant on {box}")
+            return Step(C.CONSTANT, "{} is constant on {}", (f.name, box))
         g = kids[0]
         convex = f.convex_on_box(box) and _arg_ok(g, mono, "convex") and self._domain_ok(node, f, g)
         concave = f.concave_on_box(box) and _arg_ok(g, mono, "concave") and self._domain_ok(node, f, g)
         curv = L.curvature_of(convex, concave)
-        shape = _shape_words(f, box)
-        return Step(curv, f"composition: {f.name} {shape}, {mono} on {box}; argument {g}")
+        return Step(curv, "composition: {} {}, {} on {}; argument {}", (f.name, _ShapeWords(f, box), mono, box, g))
 
     def box(self, node: Node) -> Interval | None:
         """The argument's range met with the atom's domain: where the atom's facts are read."""
@@ -338,9 +346,16 @@ def _arg_ok_direction(mono: Monotonicity, prop: str) -> str | None:
     return None
 
 
-def _shape_words(f: ScalarAtom, box: Interval) -> str:
-    convex, concave = f.convex_on_box(box), f.concave_on_box(box)
-    return "affine" if convex and concave else "convex" if convex else "concave" if concave else "neither"
+@dataclass(frozen=True)
+class _ShapeWords:
+    """The outer function's curvature on the box, in words (formatted lazily with the rule)."""
+
+    f: ScalarAtom
+    box: Interval
+
+    def __str__(self) -> str:
+        convex, concave = self.f.convex_on_box(self.box), self.f.concave_on_box(self.box)
+        return "affine" if convex and concave else "convex" if convex else "concave" if concave else "neither"
 
 
 def _only_on(name: str, what: str, pieces) -> str:

@@ -102,8 +102,11 @@ def _apply(net, node, a, env, batch):
         return a[0][:, node.attrs[0]]
     if op == "matmul":
         return _matmul(a[0], a[1])
-    if op == "scalar":
-        return net.scalar_atom(node.attrs).f(a[0])
+    if op == "scalar":  # undefined (NaN) outside the atom's domain, whatever NumPy would compute there
+        atom = net.scalar_atom(node.attrs)
+        u, d = a[0], atom.domain
+        inside = (u > d.lo if atom.open_at[0] else u >= d.lo) & (u < d.hi if atom.open_at[1] else u <= d.hi)
+        return np.where(inside, atom.f(np.where(inside, u, d.lo if np.isfinite(d.lo) else 0.0)), np.nan)
     name = node.attrs[0]
     if name in ("maximum", "minimum"):
         x = a[0]
