@@ -60,6 +60,7 @@ class TrainResult:
     reason: str = ""
     best_epoch: int | None = None                # the epoch whose params were kept (validation only)
     steps: int = 0
+    val_index: np.ndarray | None = None          # which examples were held out for validation
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -167,10 +168,13 @@ def train(net: Network, data: dict[str, np.ndarray], loss: str, *, epochs: int =
     _check_options(net, loss, epochs, batch, lr, optimizer, val, patience)
     data, n = _check_data(net, data, loss, dtype)
     params = _start(net, init, rng_init, dtype)
-    train_data, val_data = _split(data, n, val, rng_split, net.source.file)
-    n_train = n - (next(iter(val_data.values())).shape[0] if val_data else 0)
-    return _Loop(net, loss, params, OPTIMIZERS[optimizer](params, lr), dtype, progress).run(
-        train_data, n_train, val_data, epochs, batch, patience, rng_order)
+    held = _split(n, val, rng_split, net.source.file)
+    kept = np.setdiff1d(np.arange(n), held) if held is not None else None
+    train_data = data if held is None else {k: v[kept] for k, v in data.items()}
+    val_data = {} if held is None else {k: v[held] for k, v in data.items()}
+    loop = _Loop(net, loss, params, OPTIMIZERS[optimizer](params, lr), dtype, progress)
+    loop.result.val_index = held
+    return loop.run(train_data, n - (0 if held is None else len(held)), val_data, epochs, batch, patience, rng_order)
 
 
 class _Loop:
@@ -386,15 +390,14 @@ def _start(net: Network, init: dict | None, rng, dtype) -> dict[str, np.ndarray]
     return params
 
 
-def _split(data: dict, n: int, val: float, rng, file: str) -> tuple[dict, dict]:
+def _split(n: int, val: float, rng, file: str) -> np.ndarray | None:
+    """The sorted indices of the examples held out for validation (None without a split)."""
     if not val:
-        return data, {}
+        return None
     n_val = max(1, round(val * n))
     if n_val >= n:
         raise DcpnetError(Diagnostic(f"--val {val:g} of {n} examples leaves none to train on", file, 1, 1))
-    order = rng.permutation(n)
-    held, kept = np.sort(order[:n_val]), np.sort(order[n_val:])
-    return {k: v[kept] for k, v in data.items()}, {k: v[held] for k, v in data.items()}
+    return np.sort(rng.permutation(n)[:n_val])
 
 
 # ----------------------------------------------------------------------------------------------------
