@@ -12,6 +12,8 @@ User atoms (`atom NAME(u) = …`) become the same records (see `symbolic.py`).
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,18 +29,35 @@ from .lattice import (
     Monotonicity,
     _down,
     _up,
-    hull_of,
+    add,
+    div,
     monotonicity_of,
+    mul,
     point,
-    widen,
+    scale,
 )
 
 Intervals = tuple[Interval, ...]
 
+# Below this magnitude a float value may have lost its relative precision (subnormal intermediates), so
+# `image` trusts it only to within ±_TINY_VALUE; above it, to within the record's `rtol`.
+_TINY_VALUE = 1e-290
+
 
 @dataclass(frozen=True)
 class ScalarAtom:
-    """Facts about a scalar function f(u), each a tuple of maximal intervals (subsets of the truth)."""
+    """Facts about a scalar function f(u), each a tuple of maximal intervals (subsets of the truth).
+
+    Convention for `image`: a gap left between a piece where f is ↑ and a later piece where f is ↓ (or ↓
+    then ↑) is the inward-rounded bracket of one turning point, so f on the gap lies between the gap's end
+    values and the global `bounds`.
+
+    >>> relu = SCALAR_ATOMS["relu"]
+    >>> relu.convex_on_box(REALS), relu.concave_on_box(NONNEG), str(relu.monotonicity_on_box(NONPOS))
+    (True, True, 'constant')
+    >>> relu.image(Interval(-2.0, 3.0)), SCALAR_ATOMS["sigmoid"].image(REALS)
+    (Interval(lo=0.0, hi=3.0), Interval(lo=0.0, hi=1.0))
+    """
 
     name: str
     formula: str                  # f in words, e.g. "log(1 + exp(u))"
@@ -47,13 +66,21 @@ class ScalarAtom:
     concave_on: Intervals
     increasing_on: Intervals
     decreasing_on: Intervals
-    f: Callable                   # NumPy, elementwise
-    df: Callable                  # NumPy derivative (a subgradient at kinks: the left one)
+    f: Callable                   # NumPy, elementwise; at ±inf it gives the limit (or NaN)
+    df: Callable                  # NumPy derivative; at a kink a subgradient (the left derivative, abs: 0)
     mp: Callable                  # one mpmath number to one mpmath number
     domain: Interval = REALS
     open_at: tuple[bool, bool] = (False, False)   # domain excludes its lower / upper endpoint
     bounds: Interval = REALS      # the image of the whole domain (a hull), used where pieces leave gaps
     params: tuple = field(default=())  # constants a factory baked in, e.g. (0.1,) for leaky_relu(u, 0.1)
+    zeros: Intervals = ()         # where f is exactly 0: `image` keeps such values exact
+    rtol: float = 4e-15           # |f - true f| ≤ rtol·|true f| for NumPy f (0: f is exact), when |f| ≥ 1e-290
+
+    def __post_init__(self):
+        # outside the domain f and df give nan (no warning), so evaluators and Jensen tests can tell
+        if self.domain != REALS:
+            for name in ("f", "df"):
+                object.__setattr__(self, name, _masked(getattr(self, name), self.domain, self.open_at))
 
     # -- questions on a box (the argument's range, already met with the domain) -------------------
     def convex_on_box(self, box: Interval) -> bool:
@@ -66,40 +93,63 @@ class ScalarAtom:
         return monotonicity_of(_covered(box, self.increasing_on), _covered(box, self.decreasing_on))
 
     def defined_on(self, box: Interval) -> bool:
+        """True when every point of box lies in the domain (open ends excluded)."""
         lo_ok = box.lo > self.domain.lo if self.open_at[0] else box.lo >= self.domain.lo
         hi_ok = box.hi < self.domain.hi if self.open_at[1] else box.hi <= self.domain.hi
         return lo_ok and hi_ok
 
     def image(self, box: Interval) -> Interval:
-        """A sound hull of f(box): endpoint values on each monotone piece, the global bounds on gaps."""
+        """A sound hull of f(box ∩ domain): end values on each monotone piece, the global bounds on gaps."""
         box = box.meet(self.domain) or self.domain
-        cuts = sorted({box.lo, box.hi} | {e for iv in self.increasing_on + self.decreasing_on
-                                           for e in (iv.lo, iv.hi) if box.lo < e < box.hi})
+        if box.is_point:
+            return self._clip(self._enclose(box.lo))
+        ends = {e for iv in self.increasing_on + self.decreasing_on for e in (iv.lo, iv.hi) if box.lo < e < box.hi}
+        cuts = sorted({box.lo, box.hi} | ends)
         lo, hi = INF, -INF
-        for a, b in zip(cuts, cuts[1:] or cuts):
-            piece = Interval(a, b)
-            ends = widen(hull_of([self._value(a), self._value(b)]))
-            if _covered(piece, self.increasing_on) or _covered(piece, self.decreasing_on):
-                piece_image = ends
-            else:
-                piece_image = self._gap_image(a, b, ends)
-            lo, hi = min(lo, piece_image.lo), max(hi, piece_image.hi)
-        return Interval(max(lo, self.bounds.lo), min(hi, self.bounds.hi))
+        for a, b in itertools.pairwise(cuts):
+            piece = self._piece_image(a, b)
+            lo, hi = min(lo, piece.lo), max(hi, piece.hi)
+        return self._clip(Interval(lo, hi))
 
-    def _gap_image(self, a: float, b: float, ends: Interval) -> Interval:
-        """A piece between two monotone ones brackets one extremum: rising then falling holds a maximum."""
+    def _piece_image(self, a: float, b: float) -> Interval:
+        ends = self._enclose(a).hull(self._enclose(b))
+        piece = Interval(a, b)
+        if _covered(piece, self.increasing_on) or _covered(piece, self.decreasing_on):
+            return ends
+        # a gap brackets one turning point: rising then falling holds a maximum, falling then rising a minimum
         up_then_down = _covered(point(a), self.increasing_on) and _covered(point(b), self.decreasing_on)
         down_then_up = _covered(point(a), self.decreasing_on) and _covered(point(b), self.increasing_on)
-        lo = ends.lo if up_then_down else self.bounds.lo
-        hi = ends.hi if down_then_up else self.bounds.hi
-        return Interval(lo, hi)
+        return Interval(ends.lo if up_then_down else min(ends.lo, self.bounds.lo),
+                        ends.hi if down_then_up else max(ends.hi, self.bounds.hi))
 
-    def _value(self, u: float) -> float:
+    def _clip(self, r: Interval) -> Interval:
+        return r.meet(self.bounds) or self.bounds
+
+    def _enclose(self, u: float) -> Interval:
+        """An interval holding the true f(u) (its limit at an infinite u), from the NumPy value."""
         with np.errstate(all="ignore"):
             v = float(self.f(np.float64(u)))
-        if math.isnan(v):  # a limit at an open end, e.g. log at 0: fall back to the global bound
-            return self.bounds.lo if u <= self.domain.lo else self.bounds.hi
-        return v
+        if math.isnan(v):
+            return self.bounds
+        if math.isinf(v):   # a limit at an open end or at ±inf, or an overflow of a finite value
+            return point(v) if math.isinf(u) else Interval(1e308, INF) if v > 0 else Interval(-INF, -1e308)
+        if v == 0 and (math.isinf(u) or self.rtol == 0 or _covered(point(u), self.zeros)):
+            return point(0.0)   # exact: a zero of the table, or a limit such as exp(-inf)
+        if abs(v) < _TINY_VALUE and self.rtol != 0:
+            return Interval(min(v, 0.0) - _TINY_VALUE, max(v, 0.0) + _TINY_VALUE)
+        m = self.rtol * abs(v)
+        return Interval(v - m, v + m)
+
+
+def _masked(fn: Callable, domain: Interval, open_at: tuple[bool, bool]) -> Callable:
+    lo_open, hi_open = open_at
+    safe = (domain.lo + 1 if lo_open else domain.lo) if math.isfinite(domain.lo) else domain.hi - 1
+
+    def masked(u):
+        u = np.asarray(u, dtype=float)
+        inside = ((u > domain.lo) if lo_open else (u >= domain.lo)) & ((u < domain.hi) if hi_open else (u <= domain.hi))
+        return np.where(inside, fn(np.where(inside, u, safe)), np.nan)
+    return masked
 
 
 def _covered(box: Interval, pieces: Intervals) -> bool:
@@ -117,37 +167,93 @@ def _mp():
     return mpmath
 
 
+def _quiet(fn: Callable) -> Callable:
+    """f or f' that is infinite at a domain end (sqrt' at 0, u^-1 at 0): no divide-by-zero warning there."""
+    def quiet(u):
+        with np.errstate(divide="ignore"):
+            return fn(u)
+    return quiet
+
+
 def _sigmoid(u):
-    return np.where(u >= 0, 1 / (1 + np.exp(-np.abs(u))), np.exp(-np.abs(u)) / (1 + np.exp(-np.abs(u))))
+    e = np.exp(-np.abs(u))   # never overflows; both branches are evaluated by np.where
+    return np.where(u >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _dsigmoid(u):
+    e = np.exp(-np.abs(u))   # σ(1 - σ) = e^-|u| / (1 + e^-|u|)^2, without the cancellation of 1 - σ
+    return e / ((1 + e) * (1 + e))
+
+
+def _dtanh(u):
+    e = np.exp(-2 * np.abs(u))   # 1 - tanh² = 4e^-2|u| / (1 + e^-2|u|)^2, accurate in the tails
+    return 4 * e / ((1 + e) * (1 + e))
 
 
 def _softplus(u):
     return np.logaddexp(0, u)
 
 
-def _erf(u):
-    # vectorised erf without scipy: math.erf is exact to an ulp and the evaluator batches anyway
-    return np.vectorize(math.erf, otypes=[float])(u)
-
-
-def _phi(u):
-    return np.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)
+_erfc = np.vectorize(math.erfc, otypes=[float])   # no scipy: math.erfc is accurate to an ulp, also in the tail
 
 
 def _Phi(u):
-    return 0.5 * (1 + _erf(u / math.sqrt(2)))
+    return 0.5 * _erfc(-u / SQRT2)   # erfc, not 1 + erf: Φ(u) for u ≪ 0 keeps its relative precision
+
+
+def _phi(u):
+    v = np.minimum(np.abs(u), 1e3)   # φ(1e3) is already 0; avoids u² overflowing
+    return np.exp(-0.5 * v * v) / math.sqrt(2 * math.pi)
+
+
+def _gelu(u):
+    return np.maximum(u, -1e300) * _Phi(u)   # the clamp makes gelu(-inf) the limit 0, not -inf·0
+
+
+def _dgelu(u):
+    return _Phi(u) + np.clip(u, -1e300, 1e300) * _phi(u)
+
+
+def _silu(u):
+    return np.maximum(u, -1e300) * _sigmoid(u)
+
+
+def _dsilu(u):
+    s = _sigmoid(u)
+    return s * (1 + np.clip(u, -1e300, 1e300) * (1 - s))
+
+
+def _huber(u):
+    c = np.clip(u, -1.0, 1.0)   # c² + 2(|u| - |c|): u² inside, 2|u| - 1 outside, and no u² overflow
+    return c * c + 2 * (np.abs(u) - np.abs(c))
+
+
+def _entr(u):
+    return -u * np.log(np.where(u > 0, u, 1.0))   # entr(0) = 0, the limit
+
+
+def _entr_mp(u):
+    return -u * _mp().log(u) if u > 0 else _mp().mpf(0)
 
 
 SELU_L, SELU_A = 1.0507009873554805, 1.6732632423543772
-SQRT2 = math.sqrt(2)
-# gelu'(u) = Φ(u) + uφ(u) = 0 and silu'(u) = σ(u)(1 + u(1-σ(u))) = 0 at one point each; silu'' = 0 at ±c.
-GELU_MIN_AT = (-0.7517916, -0.7517915)   # bracket of the root
-SILU_MIN_AT = (-1.2784645, -1.2784645 + 1e-7)
+SQRT2 = math.sqrt(2)     # rounds up: 1.41421356237309515 > √2
+# The irrational ends below were computed with mpmath at 40 digits and rounded inward (or outward for bounds):
+# gelu'(u) = Φ(u) + uφ(u) = 0 at -0.75179152469…, gelu'' = φ(u)(2 - u²) = 0 at ±√2, min gelu = -0.1699712074799…;
+# silu'(u) = σ(u)(1 + u(1 - σ(u))) = 0 at -1.27846454276…, silu'' = 0 at ±2.39935728051…, min silu = -0.27846454276…;
+# entr' = -log(u) - 1 = 0 at 1/e = 0.36787944117144232…, max entr = 1/e.
+GELU_MIN_AT = (-0.7517916, -0.7517915)   # bracket of the root of gelu'
+SILU_MIN_AT = (-1.2784646, -1.2784645)   # bracket of the root of silu'
 SILU_INFLECT = 2.3993572                 # silu'' = 0 at ±2.39935728...; this is just inside
+_E_INV_IN = (0.3678794411714423, 0.36787944117144233)   # 1/e lies strictly between
 
 
 def _leaky(a: float) -> ScalarAtom:
-    # two affine pieces meeting at 0 with slopes a (left) and 1 (right): convex iff a ≤ 1
+    """leaky_relu(u, a): two affine pieces meeting at 0 with slopes a (left) and 1 (right); convex iff a ≤ 1.
+
+    >>> PARAMETRIC_ATOMS["leaky_relu"](0.1).convex_on_box(REALS), _leaky(-0.5).image(REALS)
+    (True, Interval(lo=0.0, hi=inf))
+    """
     pieces = (NONPOS, NONNEG)
     return ScalarAtom(
         name="leaky_relu", formula=f"leaky_relu(u, {a:g})", derivative=f"{a:g} for u < 0, 1 for u > 0",
@@ -155,21 +261,27 @@ def _leaky(a: float) -> ScalarAtom:
         concave_on=(REALS,) if a >= 1 else pieces,
         increasing_on=(REALS,) if a >= 0 else (NONNEG,),
         decreasing_on=(NONPOS,) if a <= 0 else (),
-        f=lambda u: np.where(u > 0, u, a * u),
+        # a = 0 is relu: a·u would make 0·(-inf) = nan at the limit
+        f=(lambda u: np.where(u > 0, u, a * u)) if a != 0 else (lambda u: np.maximum(u, 0.0)),
         df=lambda u: np.where(u > 0, 1.0, a),
         mp=lambda u: u if u > 0 else a * u,
+        bounds=NONNEG if a <= 0 else REALS, zeros=(NONPOS,) if a == 0 else (point(0.0),),
         params=(a,),
     )
 
 
 def power(p: float) -> ScalarAtom:
-    """u^p, by cases on p as in the SPEC; for p < 0 the domain is u > 0 (as in CVXPY)."""
-    f = (lambda u: np.power(u, p))
-    df = (lambda u: p * np.power(u, p - 1))
-    mp = (lambda u: u ** (int(p) if float(p).is_integer() else _mp().mpf(p)))
-    common = dict(name="power", formula=f"u^{p:g}", derivative=f"{p:g}·u^{p - 1:g}", f=f, df=df, mp=mp,
-                  params=(p,))
+    """u^p, by cases on p as in the SPEC; for p < 0 the domain is u > 0 (as in CVXPY).
+
+    >>> power(2).convex_on_box(REALS), power(0.5).domain, power(-1).open_at
+    (True, Interval(lo=0.0, hi=inf), (True, False))
+    """
     is_int = float(p).is_integer()
+    f = _quiet(lambda u: np.power(u, float(p)))
+    df = _quiet(lambda u: p * np.power(u, float(p) - 1)) if p != 0 else (lambda u: np.zeros_like(u, dtype=float))
+    mp = (lambda u: u ** (int(p) if is_int else _mp().mpf(p)))
+    common = {"name": "power", "formula": f"u^{p:g}", "derivative": f"{p:g}·u^{p - 1:g}", "f": f, "df": df,
+              "mp": mp, "params": (p,), "zeros": (point(0.0),) if p > 0 else ()}
     if p == 0:
         return ScalarAtom(convex_on=(REALS,), concave_on=(REALS,), increasing_on=(REALS,),
                           decreasing_on=(REALS,), bounds=Interval(1.0, 1.0), **common)
@@ -192,81 +304,75 @@ def power(p: float) -> ScalarAtom:
                       domain=NONNEG, open_at=(True, False), bounds=NONNEG, **common)
 
 
-def _entr_mp(u):
-    return -u * _mp().log(u) if u > 0 else _mp().mpf(0)
-
-
-_E_INV = 1 / math.e
+_ZERO = (point(0.0),)
 
 SCALAR_ATOMS: dict[str, ScalarAtom] = {a.name: a for a in [
     ScalarAtom("relu", "max(u, 0)", "0 for u < 0, 1 for u > 0",
                convex_on=(REALS,), concave_on=(NONPOS, NONNEG), increasing_on=(REALS,), decreasing_on=(NONPOS,),
-               f=lambda u: np.maximum(u, 0.0), df=lambda u: (u > 0).astype(float),
-               mp=lambda u: u if u > 0 else 0 * u, bounds=NONNEG),
+               f=lambda u: np.maximum(u, 0.0), df=lambda u: np.where(u > 0, 1.0, 0.0),
+               mp=lambda u: u if u > 0 else 0 * u, bounds=NONNEG, zeros=(NONPOS,), rtol=0.0),
     ScalarAtom("abs", "|u|", "sign(u)",
                convex_on=(REALS,), concave_on=(NONPOS, NONNEG), increasing_on=(NONNEG,), decreasing_on=(NONPOS,),
-               f=np.abs, df=np.sign, mp=abs, bounds=NONNEG),
+               f=np.abs, df=np.sign, mp=abs, bounds=NONNEG, zeros=_ZERO, rtol=0.0),
     ScalarAtom("square", "u^2", "2u",
                convex_on=(REALS,), concave_on=(), increasing_on=(NONNEG,), decreasing_on=(NONPOS,),
-               f=np.square, df=lambda u: 2 * u, mp=lambda u: u * u, bounds=NONNEG),
+               f=np.square, df=lambda u: 2 * u, mp=lambda u: u * u, bounds=NONNEG, zeros=_ZERO),
     ScalarAtom("sqrt", "sqrt(u)", "1/(2 sqrt(u))",
                convex_on=(), concave_on=(NONNEG,), increasing_on=(NONNEG,), decreasing_on=(),
-               f=np.sqrt, df=lambda u: 0.5 / np.sqrt(u), mp=lambda u: _mp().sqrt(u),
-               domain=NONNEG, bounds=NONNEG),
+               f=np.sqrt, df=_quiet(lambda u: 0.5 / np.sqrt(u)), mp=lambda u: _mp().sqrt(u),
+               domain=NONNEG, bounds=NONNEG, zeros=_ZERO),
     ScalarAtom("exp", "exp(u)", "exp(u)",
                convex_on=(REALS,), concave_on=(), increasing_on=(REALS,), decreasing_on=(),
                f=np.exp, df=np.exp, mp=lambda u: _mp().exp(u), bounds=NONNEG),
     ScalarAtom("log", "log(u)", "1/u",
                convex_on=(), concave_on=(NONNEG,), increasing_on=(NONNEG,), decreasing_on=(),
-               f=np.log, df=lambda u: 1 / u, mp=lambda u: _mp().log(u),
-               domain=NONNEG, open_at=(True, False)),
+               f=_quiet(np.log), df=_quiet(lambda u: 1 / u), mp=lambda u: _mp().log(u),
+               domain=NONNEG, open_at=(True, False), zeros=(point(1.0),)),
     ScalarAtom("softplus", "log(1 + exp(u))", "sigmoid(u)",
                convex_on=(REALS,), concave_on=(), increasing_on=(REALS,), decreasing_on=(),
                f=_softplus, df=_sigmoid, mp=lambda u: _mp().log1p(_mp().exp(u)), bounds=NONNEG),
     ScalarAtom("sigmoid", "1/(1 + exp(-u))", "sigmoid(u)(1 - sigmoid(u))",
                convex_on=(NONPOS,), concave_on=(NONNEG,), increasing_on=(REALS,), decreasing_on=(),
-               f=_sigmoid, df=lambda u: _sigmoid(u) * (1 - _sigmoid(u)),
-               mp=lambda u: 1 / (1 + _mp().exp(-u)), bounds=_iv(0.0, 1.0)),
+               f=_sigmoid, df=_dsigmoid, mp=lambda u: 1 / (1 + _mp().exp(-u)), bounds=_iv(0.0, 1.0)),
     ScalarAtom("tanh", "tanh(u)", "1 - tanh(u)^2",
                convex_on=(NONPOS,), concave_on=(NONNEG,), increasing_on=(REALS,), decreasing_on=(),
-               f=np.tanh, df=lambda u: 1 - np.tanh(u) ** 2, mp=lambda u: _mp().tanh(u), bounds=_iv(-1.0, 1.0)),
+               f=np.tanh, df=_dtanh, mp=lambda u: _mp().tanh(u), bounds=_iv(-1.0, 1.0), zeros=_ZERO),
     ScalarAtom("elu", "u for u > 0, exp(u) - 1 otherwise", "1 for u > 0, exp(u) otherwise",
                convex_on=(REALS,), concave_on=(NONNEG,), increasing_on=(REALS,), decreasing_on=(),
                f=lambda u: np.where(u > 0, u, np.expm1(np.minimum(u, 0))),
                df=lambda u: np.where(u > 0, 1.0, np.exp(np.minimum(u, 0))),
-               mp=lambda u: u if u > 0 else _mp().expm1(u), bounds=_iv(-1.0, INF)),
+               mp=lambda u: u if u > 0 else _mp().expm1(u), bounds=_iv(-1.0, INF), zeros=_ZERO),
     ScalarAtom("selu", "λu for u > 0, λα(exp(u) - 1) otherwise", "λ for u > 0, λα exp(u) otherwise",
                convex_on=(NONPOS, NONNEG), concave_on=(NONNEG,), increasing_on=(REALS,), decreasing_on=(),
                f=lambda u: SELU_L * np.where(u > 0, u, SELU_A * np.expm1(np.minimum(u, 0))),
                df=lambda u: SELU_L * np.where(u > 0, 1.0, SELU_A * np.exp(np.minimum(u, 0))),
                mp=lambda u: SELU_L * (u if u > 0 else SELU_A * _mp().expm1(u)),
-               bounds=_iv(-SELU_L * SELU_A * (1 + 1e-15), INF)),
+               bounds=_iv(_down(-SELU_L * SELU_A), INF), zeros=_ZERO),
     ScalarAtom("gelu", "u Φ(u)", "Φ(u) + u φ(u)",
-               convex_on=(_iv(_up(-SQRT2), _down(SQRT2)),), concave_on=(_iv(-INF, -1.4142136), _iv(1.4142136, INF)),
+               convex_on=(_iv(_up(-SQRT2), _down(SQRT2)),), concave_on=(_iv(-INF, -SQRT2), _iv(SQRT2, INF)),
                increasing_on=(_iv(GELU_MIN_AT[1], INF),), decreasing_on=(_iv(-INF, GELU_MIN_AT[0]),),
-               f=lambda u: u * _Phi(u), df=lambda u: _Phi(u) + u * _phi(u),
-               mp=lambda u: u * _mp().ncdf(u), bounds=_iv(-0.17, INF)),
+               f=_gelu, df=_dgelu, mp=lambda u: u * _mp().ncdf(u), bounds=_iv(-0.1699712075, INF), zeros=_ZERO,
+               rtol=1e-12),   # Φ(u/√2 rounded) loses about u²·ulp relatively for u ≪ 0
     ScalarAtom("silu", "u sigmoid(u)", "sigmoid(u)(1 + u(1 - sigmoid(u)))",
                convex_on=(_iv(-SILU_INFLECT, SILU_INFLECT),),
                concave_on=(_iv(-INF, -SILU_INFLECT - 1e-6), _iv(SILU_INFLECT + 1e-6, INF)),
                increasing_on=(_iv(SILU_MIN_AT[1], INF),), decreasing_on=(_iv(-INF, SILU_MIN_AT[0]),),
-               f=lambda u: u * _sigmoid(u), df=lambda u: _sigmoid(u) * (1 + u * (1 - _sigmoid(u))),
-               mp=lambda u: u / (1 + _mp().exp(-u)), bounds=_iv(-0.28, INF)),
+               f=_silu, df=_dsilu, mp=lambda u: u / (1 + _mp().exp(-u)), bounds=_iv(-0.2784645428, INF),
+               zeros=_ZERO),
     ScalarAtom("inv_pos", "1/u", "-1/u^2",
                convex_on=(NONNEG,), concave_on=(), increasing_on=(), decreasing_on=(NONNEG,),
-               f=lambda u: 1 / u, df=lambda u: -1 / (u * u), mp=lambda u: 1 / u,
+               f=_quiet(lambda u: 1 / u), df=_quiet(lambda u: -np.square(1 / u)), mp=lambda u: 1 / u,
                domain=NONNEG, open_at=(True, False), bounds=NONNEG),
     ScalarAtom("entr", "-u log(u)", "-log(u) - 1",
-               convex_on=(), concave_on=(NONNEG,), increasing_on=(_iv(0.0, _down(_E_INV)),),
-               decreasing_on=(_iv(_up(_E_INV), INF),),
-               f=lambda u: -u * np.log(np.where(u > 0, u, 1.0)),
-               df=lambda u: -np.log(u) - 1, mp=_entr_mp, domain=NONNEG, bounds=_iv(-INF, _up(_E_INV))),
+               convex_on=(), concave_on=(NONNEG,), increasing_on=(_iv(0.0, _E_INV_IN[0]),),
+               decreasing_on=(_iv(_E_INV_IN[1], INF),),
+               f=_entr, df=_quiet(lambda u: -np.log(u) - 1), mp=_entr_mp, domain=NONNEG,
+               bounds=_iv(-INF, _E_INV_IN[1]), zeros=(point(0.0), point(1.0))),
     ScalarAtom("huber", "u^2 for |u| ≤ 1, 2|u| - 1 otherwise", "2u for |u| ≤ 1, 2 sign(u) otherwise",
                convex_on=(REALS,), concave_on=(_iv(-INF, -1.0), _iv(1.0, INF)),
                increasing_on=(NONNEG,), decreasing_on=(NONPOS,),
-               f=lambda u: np.where(np.abs(u) <= 1, u * u, 2 * np.abs(u) - 1),
-               df=lambda u: np.clip(2 * u, -2, 2),
-               mp=lambda u: u * u if abs(u) <= 1 else 2 * abs(u) - 1, bounds=NONNEG),
+               f=_huber, df=lambda u: 2 * np.clip(u, -1.0, 1.0),
+               mp=lambda u: u * u if abs(u) <= 1 else 2 * abs(u) - 1, bounds=NONNEG, zeros=_ZERO),
 ]}
 
 # u^2 is the square atom; every other power is made by `power(p)`.
@@ -278,8 +384,12 @@ PARAMETRIC_ATOMS: dict[str, Callable[[float], ScalarAtom]] = {"leaky_relu": _lea
 class Reduction:
     """A function of a whole vector (or of several equal-shaped arguments, elementwise).
 
-    `monotone` is "increasing" (↑ in every entry) or "by_sign" (↑ in entries ≥ 0, ↓ in entries ≤ 0).
+    `monotone` is "increasing" (↑ in every entry) or "by_sign" (↑ in entries ≥ 0, ↓ in entries ≤ 0);
+    for quad_over_lin it speaks of u, and `monotone_v` ("decreasing") of the scalar v.
     `image(arg_ranges, sizes)` bounds the result from each argument's range and entry count.
+
+    >>> REDUCTIONS["sum"].image([Interval(0, 1)], [3]), REDUCTIONS["norm2"].image([Interval(-2, 1)], [4])
+    (Interval(lo=0.0, hi=3.0), Interval(lo=0.0, hi=4.0))
     """
 
     name: str
@@ -287,18 +397,24 @@ class Reduction:
     concave: bool
     monotone: str
     image: Callable
-    f: Callable                 # NumPy: values with a leading batch axis → result
+    f: Callable                 # NumPy: values with a leading batch axis → result (maximum/minimum: several)
     arity: str = "one"          # "one" vector, "many" equal-shaped (elementwise), "quad_over_lin"
+    monotone_v: str = ""        # quad_over_lin: "decreasing" in its second argument v > 0
 
 
 def _sum_image(r, n):
-    from .lattice import scale
-
     return scale(r[0], n[0])
 
 
+def _log_n(n: int) -> Interval:
+    v = math.log(n)   # correct to an ulp; exact 0 for n = 1
+    return point(v) if n == 1 else Interval(_down(v), _up(v))
+
+
 def _lse_image(r, n):
-    return Interval(r[0].lo, _up(r[0].hi + math.log(n[0])) if n[0] > 1 else r[0].hi)
+    # max ≤ lse ≤ max + log n, and lse ≥ lo + log n since every entry is ≥ lo
+    shifted = add(r[0], _log_n(n[0]))
+    return Interval(shifted.lo, shifted.hi)
 
 
 def _abs_range(r: Interval) -> Interval:
@@ -310,23 +426,27 @@ def _abs_range(r: Interval) -> Interval:
 
 
 def _norm_image(k_of_n):
+    # ‖v‖ of n entries with |v_i| in [a, b] lies in [k(n)·a, k(n)·b]: k = n, √n, 1 for norms 1, 2, inf
     def image(r, n):
-        a, k = _abs_range(r[0]), k_of_n(n[0])
-        return Interval(_down(a.lo * k), _up(a.hi * k))
+        return mul(_abs_range(r[0]), k_of_n(n[0]))
     return image
+
+
+def _sqrt_n(n: int) -> Interval:
+    v = math.sqrt(n)   # correctly rounded; exact for squares
+    return point(v) if v * v == n else Interval(_down(v), _up(v))
 
 
 def _sum_squares_image(r, n):
     a = _abs_range(r[0])
-    return Interval(_down(a.lo * a.lo * n[0]), _up(a.hi * a.hi * n[0]))
+    return scale(mul(a, a), n[0])
 
 
 def _quad_over_lin_image(r, n):
-    a, v = _abs_range(r[0]), r[1]
-    if v.lo <= 0:
+    ss, v = _sum_squares_image(r[:1], n[:1]), r[1]
+    if v.hi <= 0:   # never in the domain v > 0
         return NONNEG
-    low = 0.0 if v.hi == INF else a.lo * a.lo * n[0] / v.hi
-    return Interval(_down(low), _up(a.hi * a.hi * n[0] / v.lo))
+    return div(ss, Interval(max(v.lo, 0.0), v.hi))
 
 
 def _maximum_image(r, n):
@@ -348,14 +468,19 @@ REDUCTIONS: dict[str, Reduction] = {r.name: r for r in [
     Reduction("min", False, True, "increasing", lambda r, n: r[0], lambda v: _flat(v).min(axis=1)),
     Reduction("log_sum_exp", True, False, "increasing", _lse_image,
               lambda v: np.logaddexp.reduce(_flat(v), axis=1)),
-    Reduction("norm1", True, False, "by_sign", _norm_image(lambda n: n), lambda v: np.abs(_flat(v)).sum(axis=1)),
-    Reduction("norm2", True, False, "by_sign", _norm_image(math.sqrt), lambda v: np.sqrt((_flat(v) ** 2).sum(axis=1))),
-    Reduction("norm_inf", True, False, "by_sign", _norm_image(lambda n: 1), lambda v: np.abs(_flat(v)).max(axis=1)),
+    Reduction("norm1", True, False, "by_sign", _norm_image(lambda n: point(float(n))),
+              lambda v: np.abs(_flat(v)).sum(axis=1)),
+    Reduction("norm2", True, False, "by_sign", _norm_image(_sqrt_n),
+              lambda v: np.hypot.reduce(_flat(v), axis=1)),   # hypot: no overflow of the squares
+    Reduction("norm_inf", True, False, "by_sign", _norm_image(lambda n: point(1.0)),
+              lambda v: np.abs(_flat(v)).max(axis=1)),
     Reduction("sum_squares", True, False, "by_sign", _sum_squares_image, lambda v: (_flat(v) ** 2).sum(axis=1)),
     Reduction("quad_over_lin", True, False, "by_sign", _quad_over_lin_image,
-              lambda v, w: (_flat(v) ** 2).sum(axis=1) / w, arity="quad_over_lin"),
-    Reduction("maximum", True, False, "increasing", _maximum_image, None, arity="many"),
-    Reduction("minimum", False, True, "increasing", _minimum_image, None, arity="many"),
+              lambda v, w: (_flat(v) ** 2).sum(axis=1) / w, arity="quad_over_lin", monotone_v="decreasing"),
+    Reduction("maximum", True, False, "increasing", _maximum_image, lambda *vs: functools.reduce(np.maximum, vs),
+              arity="many"),
+    Reduction("minimum", False, True, "increasing", _minimum_image, lambda *vs: functools.reduce(np.minimum, vs),
+              arity="many"),
 ]}
 
 BUILTIN_NAMES = sorted(set(SCALAR_ATOMS) | set(PARAMETRIC_ATOMS) | set(REDUCTIONS))

@@ -1,16 +1,20 @@
 """The small lattices the analysis works in: intervals, curvature, monotonicity.
 
-Everything here is a pure function on immutable values. Interval bounds are floats (±inf allowed) and are
-rounded outward after every inexact operation, so a computed range always contains the true one. Exact
-zeros are kept exact: the rule "relu of a nonnegative argument is affine" depends on `0 * x` being 0.
+Everything here is a pure function on immutable values. Interval bounds are floats (±inf allowed); every
+bound is the float result of an operation moved one step outward unless the operation was exact, so a
+computed range always contains the true one (overflow and underflow included). Exact zeros are kept exact:
+the rule "relu of a nonnegative argument is affine" depends on `0 * x` being 0.
 """
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from enum import Enum
 
 INF = math.inf
+_MAX = sys.float_info.max
+_TINY = 5e-324   # the least positive subnormal
 
 
 def _down(v: float) -> float:
@@ -26,9 +30,74 @@ def _up(v: float) -> float:
     return math.nextafter(v, INF)
 
 
+# -- directed rounding of one operation ------------------------------------------------------------------
+# Each helper returns a float on the right side of the exact result of x ∘ y for finite-or-infinite
+# operands: the rounded result when it was exact, otherwise one step outward. Overflow to ±inf from finite
+# operands means "beyond the largest float", so a lower bound becomes MAX (and an upper bound -MAX);
+# underflow to 0 keeps the sign of the exact result, so a product of positives never gets a negative bound.
+def _outward(v: float, exact: bool, positive: bool, up: bool) -> float:
+    if exact:
+        return v
+    if math.isinf(v):   # overflow from finite operands
+        return v if (v > 0) == up else math.copysign(_MAX, v)
+    if v == 0:          # underflow: the exact value lies strictly between 0 and the next subnormal
+        return (_TINY if up else 0.0) if positive else (0.0 if up else -_TINY)
+    return math.nextafter(v, INF if up else -INF)
+
+
+def _ratio_eq(pn: int, pd: int, an: int, ad: int) -> bool:
+    return pn * ad == an * pd
+
+
+def _add_round(x: float, y: float, up: bool) -> float:
+    s = x + y
+    if math.isnan(s):                     # inf + -inf: nothing is known
+        return INF if up else -INF
+    if math.isinf(x) or math.isinf(y):
+        return s
+    if math.isinf(s):
+        return _outward(s, False, s > 0, up)
+    t = s - x                             # TwoSum: the rounding error of x + y, exactly
+    exact = (x - (s - t)) + (y - t) == 0
+    return _outward(s, exact, s > 0, up)
+
+
+def _mul_round(x: float, y: float, up: bool) -> float:
+    if x == 0 or y == 0:                  # an exact zero times anything, even an infinite bound, is 0
+        return 0.0
+    p = x * y
+    if math.isinf(x) or math.isinf(y):
+        return p
+    exact = math.isfinite(p) and p != 0 and _ratio_eq(*p.as_integer_ratio(), *_prod_ratio(x, y))
+    return _outward(p, exact, (x > 0) == (y > 0), up)
+
+
+def _div_round(x: float, y: float, up: bool) -> float:
+    """x / y for y ≠ 0; a finite x over an infinite y gives 0, the limit (a bound of the closed hull)."""
+    if x == 0:
+        return 0.0
+    if math.isinf(y):
+        return (INF if up else -INF) if math.isinf(x) else 0.0
+    q = x / y
+    if math.isinf(x):
+        return q
+    exact = math.isfinite(q) and q != 0 and _ratio_eq(*_prod_ratio(q, y), *x.as_integer_ratio())   # q·y == x
+    return _outward(q, exact, (x > 0) == (y > 0), up)
+
+
+def _prod_ratio(x: float, y: float) -> tuple[int, int]:
+    xn, xd = x.as_integer_ratio()
+    yn, yd = y.as_integer_ratio()
+    return xn * yn, xd * yd
+
+
 @dataclass(frozen=True)
 class Interval:
-    """A closed interval [lo, hi] of the extended reals; one range shared by every entry of a node."""
+    """A closed interval [lo, hi] of the extended reals; one range shared by every entry of a node.
+
+    >>> Interval(0, 1).within(Interval(-1, 2)), str(Interval(0, INF)), str(point(2))
+    (True, '[0, inf]', '{2}')
+    """
 
     lo: float = -INF
     hi: float = INF
@@ -90,14 +159,23 @@ def point(v: float) -> Interval:
 
 
 def hull_of(values) -> Interval:
+    """The smallest interval holding the values (NaNs ignored; the whole line when none is left).
+
+    >>> hull_of([3.0, float("nan"), -1.0])
+    Interval(lo=-1.0, hi=3.0)
+    """
     values = [v for v in values if not math.isnan(v)]
-    return Interval(min(values), max(values))
+    return Interval(min(values), max(values)) if values else REALS
 
 
 # -- interval arithmetic (outward rounded) ------------------------------------------------------------
 def add(a: Interval, b: Interval) -> Interval:
-    # inf + -inf cannot happen for a lower bound sum since lower bounds are never +inf
-    return Interval(_down(a.lo + b.lo), _up(a.hi + b.hi))
+    """a + b, exact where the float sums are.
+
+    >>> add(Interval(1, 2), Interval(3, INF))
+    Interval(lo=4, hi=inf)
+    """
+    return Interval(_add_round(a.lo, b.lo, False), _add_round(a.hi, b.hi, True))
 
 
 def neg(a: Interval) -> Interval:
@@ -108,50 +186,69 @@ def sub(a: Interval, b: Interval) -> Interval:
     return add(a, neg(b))
 
 
-def _mul_bound(x: float, y: float) -> float:
-    # 0 * inf is 0 here: an entry that is exactly zero contributes zero whatever the other factor
-    if x == 0 or y == 0:
-        return 0.0
-    return x * y
-
-
 def mul(a: Interval, b: Interval) -> Interval:
-    products = [_mul_bound(x, y) for x in (a.lo, a.hi) for y in (b.lo, b.hi)]
-    lo, hi = min(products), max(products)
-    # a zero product of nonzero bounds is an underflow: widen it off zero
-    if lo == 0 and 0 not in (a.lo, a.hi, b.lo, b.hi):
-        lo = -5e-324 if any(p < 0 or p == 0 for p in products) else lo
-    return Interval(_down(lo), _up(hi))
+    """a · b from the four corner products; 0 · inf is 0 at a bound (an exact zero entry stays zero).
+
+    >>> mul(point(0.0), REALS), mul(NONNEG, NONPOS), mul(Interval(1, 2), Interval(-3, 4))
+    (Interval(lo=0.0, hi=0.0), Interval(lo=-inf, hi=0.0), Interval(lo=-6, hi=8))
+    """
+    corners = [(x, y, 0.0 if x == 0 or y == 0 else x * y) for x in (a.lo, a.hi) for y in (b.lo, b.hi)]
+    lo, hi = min(p for _, _, p in corners), max(p for _, _, p in corners)
+    # rounding is monotone, so only corners whose rounded product ties the extreme can hold the exact one
+    return Interval(min(_mul_round(x, y, False) for x, y, p in corners if p == lo),
+                    max(_mul_round(x, y, True) for x, y, p in corners if p == hi))
 
 
 def scale(a: Interval, n: int) -> Interval:
-    """The range of a sum of n terms each in a (used by matmul and reductions)."""
+    """The range of a sum of n terms each in a (used by matmul and reductions).
+
+    >>> scale(Interval(-1, 0.5), 3)
+    Interval(lo=-3.0, hi=1.5)
+    """
     if n == 1:
         return a
-    return Interval(_down(_mul_bound(a.lo, n)), _up(_mul_bound(a.hi, n)))
+    return Interval(_mul_round(a.lo, float(n), False), _mul_round(a.hi, float(n), True))
 
 
 def reciprocal(a: Interval) -> Interval:
-    """1/a when a excludes zero (both signs give [1/hi, 1/lo]); the whole line otherwise."""
+    """The values of 1/x for the x ≠ 0 in a: [1/hi, 1/lo] on one side of 0, a half-line when a ends at 0,
+    the whole line when 0 lies inside.
+
+    >>> reciprocal(Interval(2, 4)), reciprocal(Interval(0, 4)), reciprocal(Interval(-1, 1))
+    (Interval(lo=0.25, hi=0.5), Interval(lo=0.25, hi=inf), Interval(lo=-inf, hi=inf))
+    """
     if a.lo > 0 or a.hi < 0:
-        def inv(v: float) -> float:
-            return 0.0 if math.isinf(v) else 1 / v
-        return Interval(_down(inv(a.hi)), _up(inv(a.lo)))
+        return Interval(_div_round(1.0, a.hi, False), _div_round(1.0, a.lo, True))
+    if a.lo == 0 and a.hi > 0:
+        return Interval(_div_round(1.0, a.hi, False), INF)
+    if a.hi == 0 and a.lo < 0:
+        return Interval(-INF, _div_round(1.0, a.lo, True))
     return REALS
 
 
 def div(a: Interval, b: Interval) -> Interval:
+    """a / b over the points where b ≠ 0; by the corner quotients when b is finite and excludes 0.
+
+    >>> div(Interval(1, 3), point(2.0)), div(Interval(1, 2), Interval(0, 1))
+    (Interval(lo=0.5, hi=1.5), Interval(lo=1.0, hi=inf))
+    """
+    if (b.lo > 0 or b.hi < 0) and math.isfinite(b.lo) and math.isfinite(b.hi):
+        corners = [(x, y) for x in (a.lo, a.hi) for y in (b.lo, b.hi)]
+        return Interval(min(_div_round(x, y, False) for x, y in corners),
+                        max(_div_round(x, y, True) for x, y in corners))
     return mul(a, reciprocal(b))
 
 
 def widen(a: Interval, steps: int = 2) -> Interval:
-    """Outward by a few ulps, for bounds computed by library functions correct to about one ulp."""
+    """Outward by a few ulps (off zero too), for bounds computed by library functions correct to about one ulp.
+
+    >>> widen(point(0.0), 1)
+    Interval(lo=-5e-324, hi=5e-324)
+    """
     lo, hi = a.lo, a.hi
     for _ in range(steps):
-        lo, hi = _down(lo), _up(hi)
+        lo, hi = math.nextafter(lo, -INF), math.nextafter(hi, INF)
     return Interval(lo, hi)
-
-
 # -- curvature ----------------------------------------------------------------------------------------
 class Curvature(Enum):
     CONSTANT = "constant"
