@@ -301,8 +301,17 @@ class Analyzer:
         pieces = f.increasing_on if need == "nondecreasing" else f.decreasing_on
         return Failure(node.id, "monotonicity of the outer function",
                        f"{f.name} is {mono} on {box}, the range of its argument `{arg.label}` ({g}); the "
-                       f"composition needs it {need} there: {f.name}'({self._arg_name(f)}) = {f.derivative}"
+                       f"composition needs it {need} there: " + self._derivative_words(f, box, need)
                        + _only_on(f.name, need, pieces), _restrict_hint(f.name, pieces))
+
+    def _derivative_words(self, f: ScalarAtom, box: Interval, need: str) -> str:
+        """f' in words; for user atoms, where on the box its sign is wrong (sympy is loaded for them anyway)."""
+        words = f"{f.name}'({self._arg_name(f)}) = {f.derivative}"
+        if f.name in self.net.atom_defs and need == "nondecreasing":
+            from .symbolic import explain_monotone
+
+            return explain_monotone(f, box) or words
+        return words
 
     def _arg_name(self, f: ScalarAtom) -> str:
         """The argument's name in the atom's derivative text: the user's own for user atoms."""
