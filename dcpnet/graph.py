@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import syntax as st
 from .atoms import PARAMETRIC_ATOMS, REDUCTIONS, SCALAR_ATOMS, ScalarAtom, power
@@ -132,8 +133,22 @@ def load_text(text: str, file: str = "<input>") -> Network:
 
 
 def load(path: str) -> Network:
-    with open(path, encoding="utf-8") as fh:
-        return load_text(fh.read(), str(path))
+    """Read and build a `.net` file. A file that cannot be read, or is not UTF-8 text, is bad input too:
+    DcpnetError at 1:1, or at the line and column of the first byte that is not UTF-8."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise DcpnetError(Diagnostic(f"cannot read the file: {err.strerror or err}", str(path), 1, 1)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        before = data[:err.start]
+        line_start = before.rfind(b"\n") + 1
+        col = len(before[line_start:].decode("utf-8", "replace")) + 1
+        source = SourceText(data.decode("utf-8", "replace"), str(path))
+        raise source.error(f"the file is not UTF-8 text: byte 0x{data[err.start]:02x} cannot be decoded",
+                           before.count(b"\n") + 1, col) from None
+    return load_text(text, str(path))
 
 
 class _Poisoned(Exception):

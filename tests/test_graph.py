@@ -280,3 +280,19 @@ def test_max_entries_is_large_enough_for_real_networks():
     assert MAX_ENTRIES >= 4096 * 4096 * 16
     net = load_text("param W[4096, 4096]\ninput x[4096]\ny = W @ x\n")
     assert net.node("y").shape == (4096,)
+
+
+def test_load_reports_unreadable_and_non_utf8_files(tmp_path):
+    with pytest.raises(DcpnetError) as info:
+        load(str(tmp_path / "missing.net"))
+    (d,) = info.value.diagnostics
+    assert (d.line, d.col) == (1, 1) and "cannot read the file" in d.message
+    with pytest.raises(DcpnetError) as info:
+        load(str(tmp_path))
+    assert info.value.diagnostics[0].line == 1
+    p = tmp_path / "latin1.net"
+    p.write_bytes("input x\ny = x + \u00e9t\u00e9\n".encode("latin-1"))
+    with pytest.raises(DcpnetError) as info:
+        load(str(p))
+    (d,) = info.value.diagnostics
+    assert (d.line, d.col) == (2, 9) and "0xe9" in d.message and d.source_line.startswith("y = x + ")
