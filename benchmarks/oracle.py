@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  unknown but refutable (a confirmed Jensen break found by the oracle's own search): "
           f"{sum(len(r['missed']) for r in rows)} claims in {len(missed)} expressions"
           + (f", e.g. seeds {[r['seed'] for r in missed[:8]]}" if missed else ""))
+    vacuous = [r["seed"] for r in rows if r["vacuous"]]
+    print(f"  CVXPY proofs on an empty domain (the expression is defined nowhere) that dcpnet leaves unknown: "
+          f"{len(vacuous)}" + (f", seeds {vacuous[:8]}" if vacuous else ""))
     bad = [r for r in rows if r["floor"] or r["unsound"]]
     print(f"  problems: {sum(len(r['unsound']) for r in rows)} soundness, "
           f"{sum(len(r['floor']) for r in rows)} floor")

@@ -31,6 +31,7 @@ POWERS = (2, 3, 4, 6, 0.5, 1.5, 2.5, -1, -0.5)
 REDUCE = ("sum", "max", "min", "log_sum_exp", "norm1", "norm2", "norm_inf", "sum_squares")
 SCALES = (-3.0, -2.0, -1.0, -0.5, 0.25, 0.5, 2.0, 3.0)      # dyadic: exact in binary and in decimal text
 OFFSETS = (0.5, 1.0, 2.0, 0.25)
+DIGITS = 100                                 # exact re-evaluations: inputs are floats, so exact to ~80 digits
 
 
 class OutsideDomain(ValueError):
@@ -84,7 +85,7 @@ class Case:
         """n values of every leaf (or of `names`) within its declared sign, about `scale` in size."""
         decls = {**self.inputs, **self.params}
         out = {}
-        for name in names or decls:
+        for name in decls if names is None else names:
             shape, sign = decls[name]
             x = scale * rng.standard_normal((n, *shape))
             x = np.abs(x) if sign == "nonneg" else -np.abs(x) if sign == "nonpos" else x
@@ -521,11 +522,11 @@ def dcpnet_result(case: Case, budget: float = 0.5, seed: int = 0):
     return Verifier(net, seed=seed, budget=budget).verify("y", ["inputs"])
 
 
-def exact_values(case: Case, a: dict, b: dict, fixed: dict, domain: str = "dcpnet", digits: int = 50):
+def exact_values(case: Case, a: dict, b: dict, fixed: dict, domain: str = "dcpnet", digits: int | None = None):
     """f(a), f(b), f((a+b)/2) in mpmath with the midpoint exact; OutsideDomain propagates."""
     import mpmath
 
-    with mpmath.workdps(digits):
+    with mpmath.workdps(digits or DIGITS):
         mid = {k: _mid(_to_mp(a[k]), _to_mp(b[k])) for k in a}
         values = []
         for at in (a, b, mid):
@@ -541,7 +542,6 @@ def _mid(x, y):
 def witness_problem(case: Case, prop: str, witness: dict, domain: str = "dcpnet") -> str | None:
     """None when the witness breaks `prop` in exact arithmetic (dcpnet's semantics); else what is wrong.
     With domain="cvxpy": None when it also lies inside CVXPY's domain (so CVXPY's proof would be wrong)."""
-    import mpmath
 
     a, b, fixed = witness["a"], witness["b"], witness["fixed"]
     if not (case.admissible(a) and case.admissible(b) and case.admissible(fixed)):
@@ -552,10 +552,7 @@ def witness_problem(case: Case, prop: str, witness: dict, domain: str = "dcpnet"
         return f"a point of the witness lies outside the domain ({err})"
     idx = tuple(witness.get("index") or ())
     fa, fb, fm = (np.asarray(v, dtype=object)[idx] if idx else v for v in (fa, fb, fm))
-    with mpmath.workdps(50):
-        gap = fm - (fa + fb) / 2
-        tol = (abs(fa) + abs(fb) + abs(fm) + 1) * mpmath.mpf(10) ** -30
-        ok = {"convex": gap > tol, "concave": -gap > tol, "affine": abs(gap) > tol}[prop]
+    ok = _breaks(prop, fa, fb, fm)
     return None if ok else f"no Jensen gap at the witness: f(a)={fa}, f(b)={fb}, f(mid)={fm}"
 
 
@@ -596,10 +593,28 @@ def jensen_violation(case: Case, prop: str, rng: np.random.Generator, pairs: int
     return None
 
 
-def _confirm(case: Case, prop: str, w: dict) -> str | None:
-    """A description of the break when the float candidate survives in exact arithmetic, else None."""
+def nowhere_defined(case: Case, rng: np.random.Generator, n: int = 400) -> bool:
+    """No sampled point (at three scales) lies in the expression's domain."""
+    for scale in (0.1, 1.0, 10.0):
+        env = case.sample(rng, n, scale)
+        if np.isfinite(np.asarray(case.evaluate(env), dtype=float)).any():
+            return False
+    return True
+
+
+def _breaks(prop: str, fa, fb, fm) -> bool:
+    """Do exact values (DIGITS digits) break Jensen's inequality for `prop`, beyond any rounding doubt?
+    The tolerance is relative: values of 1e-40 computed with 100 digits are still exact to 60 digits."""
     import mpmath
 
+    with mpmath.workdps(DIGITS):
+        gap = fm - (fa + fb) / 2
+        tol = (abs(fa) + abs(fb) + abs(fm)) * mpmath.mpf(10) ** -30 + mpmath.mpf(10) ** -(DIGITS - 20)
+        return bool({"convex": gap > tol, "concave": -gap > tol, "affine": abs(gap) > tol}[prop])
+
+
+def _confirm(case: Case, prop: str, w: dict) -> str | None:
+    """A description of the break when the float candidate survives in exact arithmetic, else None."""
     try:
         fa, fb, fm = exact_values(case, w["a"], w["b"], w["fixed"])
     except OutsideDomain:
@@ -610,13 +625,9 @@ def _confirm(case: Case, prop: str, w: dict) -> str | None:
             return None            # an endpoint is outside: no claim there
         return f"the midpoint leaves the domain between two points inside it: {_point(w)}"
     flat = [np.ravel(np.asarray(v, dtype=object)) for v in (fa, fb, fm)]
-    with mpmath.workdps(50):
-        for ea, eb, em in zip(*flat):
-            gap = em - (ea + eb) / 2
-            tol = (abs(ea) + abs(eb) + abs(em) + 1) * mpmath.mpf(10) ** -30
-            bad = {"convex": gap > tol, "concave": -gap > tol, "affine": abs(gap) > tol}[prop]
-            if bad:
-                return f"not {prop}: f(a)={float(ea):.6g}, f(b)={float(eb):.6g}, f(mid)={float(em):.6g} at {_point(w)}"
+    for ea, eb, em in zip(*flat):
+        if _breaks(prop, ea, eb, em):
+            return f"not {prop}: f(a)={float(ea):.6g}, f(b)={float(eb):.6g}, f(mid)={float(em):.6g} at {_point(w)}"
     return None
 
 
@@ -627,12 +638,13 @@ def _point(w: dict) -> str:
     return f"a={fmt(w['a'])}, b={fmt(w['b'])}, fixed={fmt(w['fixed'])}"
 
 
-def judge(case: Case, budget: float = 0.5, refute: bool = True, jensen_pairs: int = 600) -> dict:
+def judge(case: Case, budget: float = 0.5, refute: bool = True, jensen_pairs: int = 300) -> dict:
     """Both systems' verdicts on one case and every disagreement that the issue's rules forbid:
 
     - `floor`: claims CVXPY proves that dcpnet does not (outside the named power exception);
     - `unsound`: a dcpnet proof that breaks in exact arithmetic, a witness that does not re-check, or a claim
       CVXPY proves refuted by a witness inside CVXPY's domain;
+    - `vacuous`: CVXPY's proof holds only because the expression is defined nowhere (dcpnet may say unknown);
     - `missed` (not an error, a completeness measure): an `unknown` that this module's own random search
       refutes, confirmed in mpmath, so the refuter could have found it.
     """
@@ -644,12 +656,16 @@ def judge(case: Case, budget: float = 0.5, refute: bool = True, jensen_pairs: in
     net = load_text(case.text, f"<case {case.seed}>")
     res = Verifier(net, seed=0, budget=budget, refute=refute).verify("y", ["inputs"])
     dcp = {p: res[p].verdict.value for p in PROPS}
-    rec = {"seed": case.seed, "cvxpy": cvx, "dcpnet": dcp, "floor": [], "unsound": [], "missed": []}
+    rec = {"seed": case.seed, "cvxpy": cvx, "dcpnet": dcp, "floor": [], "unsound": [], "missed": [],
+           "vacuous": []}
     rng = np.random.default_rng(case.seed)
     for prop in PROPS:
         verdict = res[prop].verdict
         if cvx[prop] and not cvx["exception"] and verdict is not Verdict.PROVED:
-            rec["floor"].append(f"CVXPY proves {prop}, dcpnet says {verdict.value}")
+            if nowhere_defined(case, rng):
+                rec["vacuous"].append(f"CVXPY proves {prop} on an empty domain, dcpnet says {verdict.value}")
+            else:
+                rec["floor"].append(f"CVXPY proves {prop}, dcpnet says {verdict.value}")
         if verdict is Verdict.PROVED and jensen_pairs:
             broken = jensen_violation(case, prop, rng, jensen_pairs)
             if broken:
