@@ -163,7 +163,7 @@ def train(net: Network, data: dict[str, np.ndarray], loss: str, *, epochs: int =
     >>> res.history["train"][-1] < res.history["train"][0] < math.log(2) + 1e-9, bool(res.params["w"][0] > 0)
     (True, True)
     """
-    rng_init, rng_split, rng_order = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    rng_init, rng_split, _ = seed_streams(seed)
     dtype = np.dtype(dtype).type
     _check_options(net, loss, epochs, batch, lr, optimizer, val, patience)
     data, n = _check_data(net, data, loss, dtype)
@@ -174,7 +174,23 @@ def train(net: Network, data: dict[str, np.ndarray], loss: str, *, epochs: int =
     val_data = {} if held is None else {k: v[held] for k, v in data.items()}
     loop = _Loop(net, loss, params, OPTIMIZERS[optimizer](params, lr), dtype, progress)
     loop.result.val_index = held
-    return loop.run(train_data, n - (0 if held is None else len(held)), val_data, epochs, batch, patience, rng_order)
+    n_train = n - (0 if held is None else len(held))
+    return loop.run(train_data, n_train, val_data, epochs, batch, patience, shuffles(seed, n_train))
+
+
+def seed_streams(seed: int) -> list[np.random.Generator]:
+    """Independent generators for the initial params, the validation split and the minibatch order."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
+
+
+def shuffles(seed: int, n: int):
+    """The order of the n training examples in each epoch, as `train` draws them for `seed` (endless).
+
+    Minibatch k of an epoch is `order[k * batch:(k + 1) * batch]`, so another framework can replay a run.
+    """
+    rng = seed_streams(seed)[2]
+    while True:
+        yield rng.permutation(n)
 
 
 class _Loop:
@@ -187,12 +203,12 @@ class _Loop:
         self.result = TrainResult(params)
         self.last = None                             # the params before the latest step
 
-    def run(self, data, n, val_data, epochs, batch, patience, rng) -> TrainResult:
+    def run(self, data, n, val_data, epochs, batch, patience, orders) -> TrainResult:
         res, hist = self.result, self.result.history
         steps = -(-n // batch)
         best, best_params, waited = math.inf, None, 0
         for epoch in range(1, epochs + 1):
-            running = self._epoch(data, rng.permutation(n), epoch, epochs, batch, steps)
+            running = self._epoch(data, next(orders), epoch, epochs, batch, steps)
             if running is None:                      # stopped on a non-finite value
                 break
             hist["train"].append(running)
