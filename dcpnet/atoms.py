@@ -232,8 +232,16 @@ def _entr(u):
     return -u * np.log(np.where(u > 0, u, 1.0))   # entr(0) = 0, the limit
 
 
+def _gelu_mp(u):
+    m = _mp()
+    if abs(u) <= 1e15:
+        return u * m.ncdf(u)
+    # mpmath's erfc overflows beyond; there u·Φ(u) is u (to 40 digits) or its tail expansion -φ(u)(1 - 1/u² + 3/u⁴)
+    return u if u > 0 else -m.npdf(u) * (1 - 1 / u**2 + 3 / u**4)
+
+
 def _entr_mp(u):
-    return -u * _mp().log(u) if u > 0 else _mp().mpf(0)
+    return -u * _mp().log(u) if u != 0 else _mp().mpf(0)   # complex for u < 0: outside the domain
 
 
 SELU_L, SELU_A = 1.0507009873554805, 1.6732632423543772
@@ -351,7 +359,7 @@ SCALAR_ATOMS: dict[str, ScalarAtom] = {a.name: a for a in [
     ScalarAtom("gelu", "u Φ(u)", "Φ(u) + u φ(u)",
                convex_on=(_iv(_up(-SQRT2), _down(SQRT2)),), concave_on=(_iv(-INF, -SQRT2), _iv(SQRT2, INF)),
                increasing_on=(_iv(GELU_MIN_AT[1], INF),), decreasing_on=(_iv(-INF, GELU_MIN_AT[0]),),
-               f=_gelu, df=_dgelu, mp=lambda u: u * _mp().ncdf(u), bounds=_iv(-0.1699712075, INF), zeros=_ZERO,
+               f=_gelu, df=_dgelu, mp=_gelu_mp, bounds=_iv(-0.1699712075, INF), zeros=_ZERO,
                rtol=1e-12),   # Φ(u/√2 rounded) loses about u²·ulp relatively for u ≪ 0
     ScalarAtom("silu", "u sigmoid(u)", "sigmoid(u)(1 + u(1 - sigmoid(u)))",
                convex_on=(_iv(-SILU_INFLECT, SILU_INFLECT),),

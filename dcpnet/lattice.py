@@ -103,6 +103,9 @@ class Interval:
     hi: float = INF
 
     def __post_init__(self):
+        # plain floats: NumPy scalars would warn on overflow and print as np.float64(...)
+        object.__setattr__(self, "lo", float(self.lo))
+        object.__setattr__(self, "hi", float(self.hi))
         if math.isnan(self.lo) or math.isnan(self.hi) or self.lo > self.hi:
             raise ValueError(f"not an interval: [{self.lo}, {self.hi}]")
 
@@ -173,7 +176,7 @@ def add(a: Interval, b: Interval) -> Interval:
     """a + b, exact where the float sums are.
 
     >>> add(Interval(1, 2), Interval(3, INF))
-    Interval(lo=4, hi=inf)
+    Interval(lo=4.0, hi=inf)
     """
     return Interval(_add_round(a.lo, b.lo, False), _add_round(a.hi, b.hi, True))
 
@@ -190,7 +193,7 @@ def mul(a: Interval, b: Interval) -> Interval:
     """a · b from the four corner products; 0 · inf is 0 at a bound (an exact zero entry stays zero).
 
     >>> mul(point(0.0), REALS), mul(NONNEG, NONPOS), mul(Interval(1, 2), Interval(-3, 4))
-    (Interval(lo=0.0, hi=0.0), Interval(lo=-inf, hi=0.0), Interval(lo=-6, hi=8))
+    (Interval(lo=0.0, hi=0.0), Interval(lo=-inf, hi=0.0), Interval(lo=-6.0, hi=8.0))
     """
     corners = [(x, y, 0.0 if x == 0 or y == 0 else x * y) for x in (a.lo, a.hi) for y in (b.lo, b.hi)]
     lo, hi = min(p for _, _, p in corners), max(p for _, _, p in corners)
