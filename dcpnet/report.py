@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 
 from .certificate import walk
 from .cli import EXIT_FAILED, EXIT_OK, load_network
@@ -205,6 +206,28 @@ def _plot_first_witness(net, results, path: str) -> None:
     from .refute import plot_witness
 
     plot_witness(net, found[0], found[1], path)
+
+
+@contextmanager
+def training_progress():
+    """A progress bar on stderr with the running loss (used by `dcpnet train`)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[val]}"), TimeElapsedColumn()]
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        task = None
+
+        def update(tick) -> None:  # a train.Tick
+            nonlocal task
+            if task is None:
+                task = bar.add_task("train", total=tick.epochs * tick.steps, epoch="", loss="", val="")
+            val = "" if tick.val is None else f"val {tick.val:.4g}"
+            bar.update(task, completed=(tick.epoch - 1) * tick.steps + tick.step,
+                       epoch=f"{tick.epoch}/{tick.epochs}", loss=f"{tick.loss:.4g}", val=val)
+        yield update
 
 
 __all__ = ["run_check", "print_results", "walk"]

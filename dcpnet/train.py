@@ -19,7 +19,6 @@ import os
 import re
 import sys
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -488,7 +487,9 @@ def run_train(args) -> int:
         _plot_ready(args.plot)
     data, _ = load_data(net, args.data, dtype)
     init = load_params(net, args.init, dtype) if args.init else None
-    with _rich_progress() as progress:
+    from .report import training_progress
+
+    with training_progress() as progress:
         res = train(net, data, args.loss, epochs=args.epochs, batch=args.batch, lr=args.lr,
                     optimizer=args.optimizer, seed=args.seed, init=init, val=args.val, patience=args.patience,
                     dtype=dtype, progress=progress)
@@ -532,28 +533,6 @@ def _print_checks(checks: list[Recheck]) -> None:
         extra = f"; with the trained params pinned: {c.pinned}" if c.pinned else \
             "; a refutation is about the family of networks (its witness may choose other weights)"
         print(f"  {mark} {c.text}: {c.declared}{extra}")
-
-
-@contextmanager
-def _rich_progress():
-    """A progress bar on stderr with the running loss (rich; belongs in report.py, the rich importer)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[val]}"), TimeElapsedColumn()]
-    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
-        task = None
-
-        def update(tick: Tick) -> None:
-            nonlocal task
-            if task is None:
-                task = bar.add_task("train", total=tick.epochs * tick.steps, epoch="", loss="", val="")
-            val = "" if tick.val is None else f"val {tick.val:.4g}"
-            bar.update(task, completed=(tick.epoch - 1) * tick.steps + tick.step,
-                       epoch=f"{tick.epoch}/{tick.epochs}", loss=f"{tick.loss:.4g}", val=val)
-        yield update
 
 
 # ----------------------------------------------------------------------------------------------------
