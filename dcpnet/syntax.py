@@ -302,7 +302,7 @@ def parse(text: str, file: str = "<input>") -> Program:
     >>> prog = parse("input x, y[2] >= 0\\nz = relu(y) * x\\n")
     >>> [type(s).__name__ for s in prog.statements]
     ['Decl', 'Decl', 'Assign']
-    >>> parse("y = (x\\nz = x +\\n", "f.net")
+    >>> parse("y = (x\\nz = x +\\n", "f.net")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     dcpnet.errors.DcpnetError: f.net:1:7: error: unexpected end of line; expected ')'...
