@@ -384,8 +384,9 @@ def _hint(err, text: str) -> str:
     if expected and expected <= {"NUMBER", "SIGN"}:
         return ": a bound must be a number (a leading '-' is allowed)"
     if expected == {"EQUAL"}:  # `inpt x`: a misspelled keyword reads as the start of an assignment
-        start = text.split("\n")[err.token.line - 1].split()[0] if err.token.line > 0 else ""
-        return did_you_mean(start, _KEYWORDS)
+        lines, line = text.split("\n"), getattr(err.token, "line", 0) or 0
+        words = lines[line - 1].split() if 0 < line <= len(lines) else []
+        return did_you_mean(words[0], _KEYWORDS) if words else ""
     return ""
 
 
