@@ -170,8 +170,9 @@ class Analyzer:
     def _scalar_step(self, node: Node, kids: list[Curvature]) -> Step:
         f = self.atom(node)
         box = self.box(node)
-        if box is None:
-            return Step(C.UNKNOWN, "{}: its argument never lies in its domain {}", (f.name, f.domain))
+        if box is None:  # defined nowhere: every claim holds vacuously (the range is a sound outer bound)
+            return Step(C.CONSTANT, "{} is defined nowhere: its argument never lies in its domain {}",
+                        (f.name, f.domain))
         mono = f.monotonicity_on_box(box)
         if mono is M.CONSTANT:
             return Step(C.CONSTANT, "{} is constant on {}", (f.name, box))
@@ -297,7 +298,11 @@ class Analyzer:
                            f"where it stays inside need not be convex ({arg.label} is {g})")
         if _arg_ok_direction(mono, prop) is not None:
             return node.args[0], _arg_ok_direction(mono, prop)
-        need = "nondecreasing" if holds(g, prop) else "nonincreasing" if holds(g, _mirror(prop)) else "constant"
+        if not (g.is_convex or g.is_concave):
+            return Failure(node.id, "composition",
+                           f"{f.name} is {mono} on {box}, so its argument `{arg.label}` must be affine, but it is "
+                           f"{g}", "make the argument affine in the variables, or analyse in fewer variables")
+        need = "nondecreasing" if holds(g, prop) else "nonincreasing"
         pieces = f.increasing_on if need == "nondecreasing" else f.decreasing_on
         return Failure(node.id, "monotonicity of the outer function",
                        f"{f.name} is {mono} on {box}, the range of its argument `{arg.label}` ({g}); the "

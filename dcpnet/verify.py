@@ -111,13 +111,13 @@ class Verifier:
         refuter = self.refuter()
         if refuter is None:
             return
-        deadline = time.perf_counter() + self.budget
         for prop in ("convex", "concave"):
             res = props[prop]
             if res.verdict is Verdict.PROVED:
                 continue
             if prop not in want and "affine" not in want:
                 continue
+            deadline = time.perf_counter() + self.budget  # each property has its own budget
             witness = refuter.search(target, wrt, prop, res.failure, deadline)
             if witness is not None:
                 res.verdict, res.witness = Verdict.REFUTED, witness

@@ -113,17 +113,13 @@ def test_generator_agrees_with_dcpnet_evaluator(seed):
     np.testing.assert_allclose(theirs[ok], mine[ok], rtol=1e-9, atol=1e-12)
 
 
-# -- bugs found by the oracle: strict xfails, so they flip when fixed ---------------------------------------
-@pytest.mark.xfail(strict=True, reason="Verifier._refute_unproved shares one deadline: the convex search on a "
-                   "convex-but-unprovable output spends it all, so concave is never searched (x^6 stays unknown)")
+# -- bugs the oracle found (fixed; kept as regression tests) ---------------------------------------
 def test_refuter_budget_reaches_the_second_property():
     net = load_text("input x\ny = (x^3)^2\n")
     res = Verifier(net, seed=0, budget=1.0).verify("y", ["x"])
     assert res.concave.verdict is Verdict.REFUTED          # a = -1, b = 1: f(mid) = 0 < 1
 
 
-@pytest.mark.xfail(strict=True, reason="CVXPY proves (x - 1)^2.5 convex for x <= 0, vacuously (the domain is "
-                   "empty); dcpnet answers unknown instead of proved")
 def test_vacuous_proof_on_an_empty_domain():
     x = cp.Variable(nonpos=True)
     assert cp.power(x - 1, 2.5).is_convex()
@@ -131,9 +127,6 @@ def test_vacuous_proof_on_an_empty_domain():
     assert Verifier(net, refute=False).verify("y", ["x"]).convex.verdict is Verdict.PROVED
 
 
-@pytest.mark.xfail(strict=True, reason="prove.py why_not: when the argument is neither convex nor concave the "
-                   "composition needs a constant outer function, but the text lists the *decreasing* pieces as "
-                   "'constant only on [-inf, 0]'")
 def test_failure_text_does_not_call_square_constant():
     net = load_text("input x\ny = (x^3)^2\n")
     reason = Verifier(net, refute=False).verify("y", ["x"]).convex.reason
