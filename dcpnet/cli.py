@@ -109,22 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     except DcpnetError as err:
         sys.stderr.write(err.format() + "\n")
         return EXIT_BAD_INPUT
-    except RecursionError:
-        sys.stderr.write(f"{getattr(args, 'file', 'dcpnet')}:0:0: error: the network is nested too deeply\n")
-        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
 
 
 def load_network(path: str):
-    """Read and build a network; a missing or unreadable file is bad input."""
-    from .errors import Diagnostic
-    from .graph import load_text
+    """Read and build a network; a missing or unreadable file is bad input (graph.load says where)."""
+    from .graph import load
 
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DcpnetError(Diagnostic(f"cannot read the file: {getattr(err, 'strerror', None) or err}",
-                                     path, 1, 1)) from None
-    return load_text(text, path)
+    return load(path)
