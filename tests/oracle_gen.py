@@ -10,7 +10,9 @@ atoms both systems share; `make_case(seed)` draws one deterministically and rend
 
 Semantics differ in one place on purpose, selected by `domain=`: CVXPY gives `power(u, p)` for p > 1 not a
 power of two the implicit domain u >= 0 (so it calls x^3 convex), while dcpnet takes integer powers on all of R.
-`domain="cvxpy"` evaluates with CVXPY's domain, so a witness can be shown to lie outside it.
+`domain="cvxpy"` evaluates with CVXPY's domain, so a witness can be shown to lie outside it. CVXPY also calls
+such powers increasing, which lets it compose them with convex arguments whose set {u >= 0} is not convex;
+both facets form the one named exception (`cvxpy_power_exception`).
 
 >>> case = make_case(7)
 >>> case.text.splitlines()[-1].startswith("y = ")
@@ -49,8 +51,13 @@ class Expr:
 
 
 def cvxpy_power_exception(p: float) -> bool:
-    """True for the exponents CVXPY restricts to u >= 0 but dcpnet takes on all of R (integers > 1, not 2^k)."""
-    return float(p).is_integer() and p > 1 and (int(p) & (int(p) - 1)) != 0
+    """The exponents p > 1 not a power of two, for which CVXPY's power(u, p) has the domain u >= 0 and is
+    called increasing there. Two consequences, both the named exception: for integer p CVXPY's domain is
+    smaller than dcpnet's (x^3 is not convex on R); for any such p, CVXPY composes it with a convex u whose
+    set {u >= 0} need not be convex (max(x)^1.5: the midpoint of (1, -3) and (-3, 1) leaves the domain)."""
+    if not p > 1:
+        return False
+    return not (float(p).is_integer() and (int(p) & (int(p) - 1)) == 0)
 
 
 # -- drawing -----------------------------------------------------------------------------------------
@@ -499,7 +506,7 @@ PROPS = ("convex", "concave", "affine")
 def cvxpy_verdicts(case: Case) -> dict:
     """CVXPY's answers {convex, concave, affine: bool} and `exception`: the expression holds a power CVXPY
     restricts to u >= 0 (p > 1 not a power of two) whose argument CVXPY does not know to be >= 0, so CVXPY's
-    curvature is on a smaller domain than dcpnet's."""
+    verdict may rest on its smaller domain, or on a domain that is not convex (see cvxpy_power_exception)."""
     expr, leaves = case.cvxpy()
     out = {"convex": expr.is_convex(), "concave": expr.is_concave(), "affine": expr.is_affine()}
     out["exception"] = any(not render_cvxpy(e.args[0], leaves).is_nonneg() for e in _walk(case.expr)

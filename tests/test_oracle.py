@@ -80,6 +80,20 @@ def test_named_exception_cvxpy_power_domain_x_cubed():
     assert fm > (fa + fb) / 2                                                 # -1 > -4: the classic pair
 
 
+def test_named_exception_cvxpy_power_domain_not_convex():
+    """The same exception, second facet: CVXPY calls power(u, 1.5) increasing on its domain u >= 0, so it proves
+    max(x)^1.5 convex; but {max(x) >= 0} is not convex (the midpoint of (1, -3) and (-3, 1) leaves it), so
+    the function is not convex as an extended-value function, and dcpnet must not prove it."""
+    x = cp.Variable(2)
+    assert cp.power(cp.max(x), 1.5).is_convex()
+    net = load_text("input x[2]\ny = max(x)^1.5\n")
+    assert Verifier(net, refute=False).verify("y", ["x"]).convex.verdict is not Verdict.PROVED
+    case = og.Case(0, og.Expr("power", (og.Expr("reduce", (og.Expr("var", (), (2,), "x"),), (), "max"),), (), 1.5),
+                   inputs={"x": ((2,), "")})
+    hole = og._confirm(case, "convex", {"a": {"x": [1.0, -3.0]}, "b": {"x": [-3.0, 1.0]}, "fixed": {}})
+    assert hole is not None and "midpoint leaves the domain" in hole
+
+
 def test_the_checkers_can_fail():
     """The Jensen search and the witness check reject what they must (so the tests above can fail)."""
     cube = og.Case(0, og.Expr("power", (og.Expr("var", attr="x"),), (), 3), inputs={"x": ((), "")})
