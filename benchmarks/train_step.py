@@ -1,0 +1,219 @@
+"""One training step (forward + backward + Adam update + projection) of input-convex networks.
+
+    python benchmarks/train_step.py [--act softplus|relu|both] [--seconds 1.0] [--dtype float64|float32|both]
+
+For each size it prints the examples per second of dcpnet's compiled evaluator and of the same model in
+PyTorch on the CPU (when torch is installed), their ratio, the GEMM FLOPs of one step, the rate of the same
+GEMMs done by bare `np.matmul`, and how close the step comes to that GEMM-bound rate.
+
+The ICNN (Amos et al. 2017): z_0 = act(Wx_0 x + b_0), z_k = act(Wz_k z_{k-1} + Wx_k x + b_k) with Wz_k >= 0,
+f = a @ z_last + c @ x + c0 with a >= 0, loss = (f - y)^2, trained on its batch mean.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")   # torch's OpenMP pool otherwise stalls on 2 cores
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from dcpnet.evaluate import compile_network, init_params, project_params
+from dcpnet.graph import load_text
+
+SIZES = [(32, 256, 4, 256), (784, 512, 3, 128), (8, 64, 8, 1024)]   # (d, width, depth, batch)
+LR, BETA1, BETA2, EPS = 1e-3, 0.9, 0.999, 1e-8
+
+
+def icnn_text(d: int, w: int, depth: int, act: str) -> str:
+    lines = [f"input x[{d}]", "input y", f"param Wx0[{w}, {d}], b0[{w}]", f"z0 = {act}(Wx0 @ x + b0)"]
+    for k in range(1, depth):
+        lines += [f"param Wz{k}[{w}, {w}] >= 0, Wx{k}[{w}, {d}], b{k}[{w}]",
+                  f"z{k} = {act}(Wz{k} @ z{k - 1} + Wx{k} @ x + b{k})"]
+    lines += [f"param a[{w}] >= 0, c[{d}], c0", f"f = a @ z{depth - 1} + c @ x + c0", "loss = (f - y)^2",
+              "output loss"]
+    return "\n".join(lines) + "\n"
+
+
+def gemm_shapes(d: int, w: int, depth: int, batch: int) -> list[tuple[int, int, int]]:
+    """(rows, inner, cols) of every GEMM in one step: forward, weight gradients, gradients to the z's."""
+    shapes = [(batch, d, w)] + [(batch, w, w), (batch, d, w)] * (depth - 1)     # forward X @ W.T
+    shapes += [(w, batch, d)] + [(w, batch, w), (w, batch, d)] * (depth - 1)     # g.T @ X
+    shapes += [(batch, w, w)] * (depth - 1)                                      # g @ Wz
+    shapes += [(batch, w, 1), (batch, d, 1), (1, batch, w), (1, batch, d), (batch, 1, w)]   # output layer
+    return shapes
+
+
+def flops(shapes) -> int:
+    return sum(2 * m * k * n for m, k, n in shapes)
+
+
+def time_steps(step, seconds: float) -> float:
+    """Seconds per step: the best of five runs of enough steps to fill `seconds`."""
+    step()
+    step()
+    t0 = time.perf_counter()
+    n = 0
+    while time.perf_counter() - t0 < seconds / 5 or n < 3:
+        step()
+        n += 1
+    per = (time.perf_counter() - t0) / n
+    best = per
+    for _ in range(4):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best
+
+
+def gemm_rate(shapes, dtype, seconds: float) -> float:
+    rng = np.random.default_rng(0)
+    pairs = [(rng.normal(size=(m, k)).astype(dtype), rng.normal(size=(k, n)).astype(dtype)) for m, k, n in shapes]
+
+    def run():
+        for a, b in pairs:
+            np.matmul(a, b)
+    return flops(shapes) / time_steps(run, seconds)
+
+
+class Adam:
+    """Adam in place, with preallocated moments and scratch space."""
+
+    def __init__(self, params: dict[str, np.ndarray]):
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+        self.tmp = {k: np.empty_like(v) for k, v in params.items()}
+        self.t = 0
+
+    def step(self, params: dict, grads: dict) -> None:
+        self.t += 1
+        c1 = LR / (1 - BETA1 ** self.t)
+        c2 = 1 / np.sqrt(1 - BETA2 ** self.t)
+        for k, p in params.items():
+            g, m, v, t = grads[k], self.m[k], self.v[k], self.tmp[k]
+            m *= BETA1
+            np.multiply(g, 1 - BETA1, out=t)
+            m += t
+            v *= BETA2
+            np.multiply(g, g, out=t)
+            t *= 1 - BETA2
+            v += t
+            np.sqrt(v, out=t)
+            t *= c2
+            t += EPS
+            np.divide(m, t, out=t)
+            t *= c1
+            p -= t
+
+
+def dcpnet_step(net, params, x, y, dtype):
+    plan = compile_network(net, ["loss"], dtype)
+    adam = Adam(params)
+    env = dict(params, x=x, y=y)
+    wrt = set(net.params)
+
+    def step():
+        _, grads = plan.backward(env, loss="loss", wrt=wrt)
+        adam.step(params, grads)
+        project_params(net, params)
+    return step
+
+
+def torch_step(params, x, y, depth, act, dtype):
+    import torch
+
+    torch.set_num_threads(2)
+    tdt = torch.float32 if dtype == np.float32 else torch.float64
+    p = {k: torch.tensor(v, dtype=tdt, requires_grad=True) for k, v in params.items()}
+    tx, ty = torch.tensor(x, dtype=tdt), torch.tensor(y, dtype=tdt)
+    f_act = torch.nn.functional.softplus if act == "softplus" else torch.relu
+    opt = torch.optim.Adam(list(p.values()), lr=LR, betas=(BETA1, BETA2), eps=EPS)
+    nonneg = [p[f"Wz{k}"] for k in range(1, depth)] + [p["a"]]
+    lin = torch.nn.functional.linear
+
+    def step():
+        z = f_act(lin(tx, p["Wx0"], p["b0"]))
+        for k in range(1, depth):
+            z = f_act(lin(z, p[f"Wz{k}"]) + lin(tx, p[f"Wx{k}"], p[f"b{k}"]))
+        f = z @ p["a"] + tx @ p["c"] + p["c0"]
+        loss = ((f - ty) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for w in nonneg:
+                w.clamp_(min=0)
+    return step
+
+
+def problem(d: int, w: int, depth: int, batch: int, act: str, dtype):
+    net = load_text(icnn_text(d, w, depth, act))
+    rng = np.random.default_rng(0)
+    params = init_params(net, rng, dtype)
+    x = rng.normal(size=(batch, d)).astype(dtype)
+    y = rng.normal(size=batch).astype(dtype)
+    return net, params, x, y
+
+
+def torch_seconds(d, w, depth, batch, act, dtype, seconds) -> float | None:
+    """Seconds per torch step, measured in a child process: torch's spinning OpenMP threads
+    (OMP_WAIT_POLICY=ACTIVE) would otherwise steal both cores from NumPy's BLAS in this one."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker",
+           ",".join(map(str, (d, w, depth, batch, act, np.dtype(dtype).name, seconds)))]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return None
+    return float(done.stdout.split()[-1])
+
+
+def torch_worker(spec: str) -> None:
+    d, w, depth, batch, act, dtype, seconds = spec.split(",")
+    d, w, depth, batch, dtype = int(d), int(w), int(depth), int(batch), np.dtype(dtype).type
+    _, params, x, y = problem(d, w, depth, batch, act, dtype)
+    print(time_steps(torch_step(params, x, y, depth, act, dtype), float(seconds)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--act", choices=["softplus", "relu", "both"], default="both")
+    ap.add_argument("--dtype", choices=["float64", "float32", "both"], default="both")
+    ap.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    ap.add_argument("--torch-worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.torch_worker:
+        return torch_worker(args.torch_worker)
+    import importlib.util
+
+    have_torch = importlib.util.find_spec("torch") is not None
+    if not have_torch:
+        print("torch is not installed: dcpnet figures only (pip install torch==2.13.0)")
+    acts = ["softplus", "relu"] if args.act == "both" else [args.act]
+    dtypes = [np.float64, np.float32] if args.dtype == "both" else [np.dtype(args.dtype).type]
+    print(f"{'act':8} {'dtype':7} {'d':>4} {'width':>5} {'depth':>5} {'batch':>5} | {'dcpnet ex/s':>11} "
+          f"{'torch ex/s':>10} {'ratio':>5} | {'MFLOP/step':>10} {'GEMM GF/s':>9} {'GEMM-bound ex/s':>15} "
+          f"{'% of it':>7}")
+    for act in acts:
+        for dtype in dtypes:
+            for d, w, depth, batch in SIZES:
+                net, params, x, y = problem(d, w, depth, batch, act, dtype)
+                t_torch = torch_seconds(d, w, depth, batch, act, dtype, args.seconds) if have_torch else None
+                t_ours = time_steps(dcpnet_step(net, params, x, y, dtype), args.seconds)
+                shapes = gemm_shapes(d, w, depth, batch)
+                rate = gemm_rate(shapes, dtype, args.seconds)
+                bound = batch / (flops(shapes) / rate)
+                ours = batch / t_ours
+                theirs = f"{batch / t_torch:10.0f}" if t_torch else f"{'-':>10}"
+                ratio = f"{t_torch / t_ours:5.2f}" if t_torch else f"{'-':>5}"
+                print(f"{act:8} {np.dtype(dtype).name:7} {d:4} {w:5} {depth:5} {batch:5} | {ours:11.0f} {theirs} "
+                      f"{ratio} | {flops(shapes) / 1e6:10.1f} {rate / 1e9:9.1f} {bound:15.0f} "
+                      f"{100 * ours / bound:6.0f}%", flush=True)
+
+
+if __name__ == "__main__":
+    main()

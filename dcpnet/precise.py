@@ -1,0 +1,185 @@
+"""The same DAG at one point in high precision (mpmath), to certify witnesses.
+
+Values are mpmath numbers: a scalar is an `mpf`, a vector or matrix a NumPy object array of `mpf`. Inputs
+given as floats are converted exactly (every float is a dyadic rational); numeric literals of the network are
+taken as the decimals they were written as (`0.1` is one tenth, not the float nearest to it). Anything
+outside a domain (log or sqrt of a negative number, division by zero, a complex result) raises
+`OutsideDomain`, so the caller can discard the candidate point instead of trusting a NaN.
+"""
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+
+from .graph import Network, Node
+
+
+class OutsideDomain(ArithmeticError):
+    """The point lies outside the domain of some node (named in the message)."""
+
+
+def evaluate_precise(net: Network, nodes: list[int | str], env: dict, dps: int = 50) -> dict:
+    """Values of `nodes` (names or ids) at the single point `env` (variable name -> value), with `dps` digits.
+
+    >>> from dcpnet.graph import load_text
+    >>> net = load_text("input x[2]\\ny = log(sum(exp(x)))\\n")
+    >>> v = evaluate_precise(net, ["y"], {"x": [0.0, 0.0]}, dps=30)["y"]
+    >>> mpmath.nstr(v, 20)
+    '0.69314718055994530942'
+    >>> evaluate_precise(load_text("input t\\ny = sqrt(t)\\n"), ["y"], {"t": -1.0})
+    Traceback (most recent call last):
+    ...
+    dcpnet.precise.OutsideDomain: sqrt(t): sqrt of -1.0 is outside its domain
+    """
+    targets = [n if isinstance(n, int) else net.names[n] for n in nodes]
+    ids = sorted(set().union(*(net.ancestors(t) for t in targets)))
+    with mpmath.workdps(dps):
+        vals: dict[int, object] = {}
+        for nid in ids:
+            node = net.nodes[nid]
+            try:
+                vals[nid] = _value(net, node, [vals[a] for a in node.args], env)
+            except ZeroDivisionError:
+                raise OutsideDomain(f"{node.text}: division by zero") from None
+            _check_real(node, vals[nid])
+        return {key: vals[t] for key, t in zip(nodes, targets)}
+
+
+def to_mp(value, shape: tuple = ()):
+    """A number or nested list/array to mpf (exact for floats), shaped as declared."""
+    arr = np.asarray(value, dtype=object) if not isinstance(value, np.ndarray) or value.dtype != object \
+        else value
+    if arr.shape != tuple(shape):
+        raise ValueError(f"value of shape {arr.shape}; expected {tuple(shape)}")
+    out = np.empty(arr.shape, dtype=object)
+    for i, x in np.ndenumerate(arr):
+        out[i] = _mpf(x)
+    return out[()] if not shape else out
+
+
+def _mpf(x):
+    if isinstance(x, mpmath.mpf):
+        return x
+    if isinstance(x, (bool, np.bool_)):
+        return mpmath.mpf(int(x))
+    if isinstance(x, (int, np.integer)):
+        return mpmath.mpf(int(x))
+    return mpmath.mpf(float(x))                # exact: a float is a dyadic rational
+
+
+def _check_real(node: Node, value) -> None:
+    items = value.flat if isinstance(value, np.ndarray) else (value,)
+    for v in items:
+        if not isinstance(v, mpmath.mpf) or not mpmath.isfinite(v):
+            raise OutsideDomain(f"{node.text}: the value {v} is not a finite real number")
+
+
+def _value(net: Network, node: Node, args: list, env: dict):
+    op = node.op
+    if op == "var":
+        name = node.attrs[0]
+        if name not in env:
+            raise ValueError(f"no value for `{name}`")
+        return to_mp(env[name], node.shape)
+    if op == "const":
+        return mpmath.mpf(repr(node.attrs[0]))   # the literal as written, e.g. one tenth for 0.1
+    if op == "add":
+        return args[0] + args[1]
+    if op == "sub":
+        return args[0] - args[1]
+    if op == "mul":
+        return args[0] * args[1]
+    if op == "div":
+        return _divide(*args)
+    if op == "neg":
+        return -args[0]
+    if op == "index":
+        return args[0][node.attrs[0]]
+    if op == "matmul":
+        return _matmul(*args)
+    if op == "scalar":
+        return _elementwise(net, node, args[0])
+    return _reduce(node, args)
+
+
+def _divide(a, b):
+    for v in (b.flat if isinstance(b, np.ndarray) else (b,)):
+        if v == 0:
+            raise ZeroDivisionError
+    return a / b
+
+
+def _matmul(a, b):
+    if a.ndim == 1 and b.ndim == 1:
+        return mpmath.fdot(list(a), list(b))
+    return np.matmul(a, b)                     # object arrays: products and sums rounded at dps
+
+
+def _elementwise(net: Network, node: Node, u):
+    atom = net.scalar_atom(node.attrs)
+    lo, hi = atom.domain.lo, atom.domain.hi
+    open_lo, open_hi = atom.open_at
+
+    def one(x):
+        if x < lo or x > hi or (open_lo and x == lo) or (open_hi and x == hi):
+            raise OutsideDomain(f"{node.text}: {atom.name} of {mpmath.nstr(x, 17)} is outside its domain")
+        try:
+            y = atom.mp(x)
+        except (ValueError, ZeroDivisionError) as err:
+            raise OutsideDomain(f"{node.text}: {atom.name} of {mpmath.nstr(x, 17)}: {err}") from None
+        return y if isinstance(y, mpmath.mpf) else _mpf(y) if isinstance(y, (int, float)) else y
+
+    if not isinstance(u, np.ndarray):
+        return one(u)
+    out = np.empty(u.shape, dtype=object)
+    for i, x in np.ndenumerate(u):
+        out[i] = one(x)
+    return out
+
+
+def _entries(v) -> list:
+    return list(v.flat) if isinstance(v, np.ndarray) else [v]
+
+
+def _first_extreme(xs: list, key, pick_max: bool) -> int:
+    best = 0
+    for i, x in enumerate(xs):
+        if (key(x) > key(xs[best])) if pick_max else (key(x) < key(xs[best])):
+            best = i
+    return best
+
+
+def _reduce(node: Node, args: list):
+    name = node.attrs[0]
+    if name in ("maximum", "minimum"):
+        out = args[0]
+        for a in args[1:]:
+            pick = np.frompyfunc(lambda x, y: x if (x >= y if name == "maximum" else x <= y) else y, 2, 1)
+            out = pick(out, a)
+        return out
+    xs = _entries(args[0])
+    if name == "sum":
+        return mpmath.fsum(xs)
+    if name == "mean":
+        return mpmath.fsum(xs) / len(xs)
+    if name == "max":
+        return xs[_first_extreme(xs, lambda x: x, True)]
+    if name == "min":
+        return xs[_first_extreme(xs, lambda x: x, False)]
+    if name == "log_sum_exp":
+        m = max(xs)
+        return m + mpmath.log(mpmath.fsum(mpmath.exp(x - m) for x in xs))
+    if name == "norm1":
+        return mpmath.fsum(abs(x) for x in xs)
+    if name == "norm2":
+        return mpmath.sqrt(mpmath.fsum(x * x for x in xs))
+    if name == "norm_inf":
+        return max(abs(x) for x in xs)
+    if name == "sum_squares":
+        return mpmath.fsum(x * x for x in xs)
+    if name == "quad_over_lin":
+        w = args[1]
+        if not w > 0:
+            raise OutsideDomain(f"{node.text}: the divisor {mpmath.nstr(w, 17)} must be positive")
+        return mpmath.fsum(x * x for x in xs) / w
+    raise ValueError(f"no high-precision rule for `{name}`")
