@@ -292,8 +292,11 @@ def _make_transformer():
 def _parser():
     from lark import Lark
 
-    return Lark(grammar_text(), parser="lalr", lexer="contextual", transformer=_make_transformer(),
-                maybe_placeholders=False)
+    options = dict(parser="lalr", lexer="contextual", transformer=_make_transformer(), maybe_placeholders=False)
+    try:  # lark keeps the LALR tables in a temp file keyed by the grammar's hash: ~100 ms less per process
+        return Lark(grammar_text(), cache=True, **options)
+    except OSError:
+        return Lark(grammar_text(), **options)
 
 
 def parse(text: str, file: str = "<input>") -> Program:
