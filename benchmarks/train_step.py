@@ -12,6 +12,7 @@ f = a @ z_last + c @ x + c0 with a >= 0, loss = (f - y)^2, trained on its batch 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -184,6 +185,7 @@ def main() -> None:
     ap.add_argument("--act", choices=["softplus", "relu", "both"], default="both")
     ap.add_argument("--dtype", choices=["float64", "float32", "both"], default="both")
     ap.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved measurements of each, best kept")
     ap.add_argument("--torch-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.torch_worker:
@@ -201,9 +203,14 @@ def main() -> None:
     for act in acts:
         for dtype in dtypes:
             for d, w, depth, batch in SIZES:
-                net, params, x, y = problem(d, w, depth, batch, act, dtype)
-                t_torch = torch_seconds(d, w, depth, batch, act, dtype, args.seconds) if have_torch else None
-                t_ours = time_steps(dcpnet_step(net, params, x, y, dtype), args.seconds)
+                # interleaved rounds, best of each: the machine's load drifts between measurements
+                t_torch = t_ours = math.inf
+                for _ in range(args.rounds):
+                    if have_torch:
+                        t_torch = min(t_torch, torch_seconds(d, w, depth, batch, act, dtype, args.seconds) or math.inf)
+                    net, params, x, y = problem(d, w, depth, batch, act, dtype)
+                    t_ours = min(t_ours, time_steps(dcpnet_step(net, params, x, y, dtype), args.seconds))
+                t_torch = None if t_torch == math.inf else t_torch
                 shapes = gemm_shapes(d, w, depth, batch)
                 rate = gemm_rate(shapes, dtype, args.seconds)
                 bound = batch / (flops(shapes) / rate)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 import sys
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,16 +61,73 @@ def _unbroadcast(g, red):
 
 
 # ----------------------------------------------------------------------------------------------------
+# Two threads for large elementwise kernels (as torch does): NumPy releases the GIL inside ufunc loops,
+# so a helper thread working on the second half of the rows runs truly in parallel.
+# ----------------------------------------------------------------------------------------------------
+
+THREADS = max(1, min(2, int(os.environ.get("DCPNET_THREADS", os.cpu_count() or 1))))
+PARALLEL_MIN = 1 << 14                         # entries below which one thread beats a handoff (exp, log)
+PARALLEL_MIN_CHEAP = 1 << 17                   # the same for one cheap pass (add, max): about 10 µs a handoff
+
+
+class _Helper:
+    """One daemon thread that runs `job(lo, hi)` on request."""
+
+    def __init__(self):
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.done: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="dcpnet-elementwise", daemon=True).start()
+
+    def _loop(self):
+        while True:
+            job, lo, hi = self.jobs.get()
+            try:
+                job(lo, hi)
+                self.done.put(None)
+            except BaseException as err:  # noqa: BLE001 - handed back to the caller
+                self.done.put(err)
+
+
+_helper: _Helper | None = None
+_helper_lock = threading.Lock()
+
+
+def _split_rows(job, rows: int, size: int, least: int = PARALLEL_MIN) -> None:
+    """job(lo, hi) over rows [0, rows): halves on two threads when the work is large enough."""
+    global _helper
+    if THREADS < 2 or size < least or rows < 2 or threading.current_thread() is not threading.main_thread():
+        job(0, rows)
+        return
+    if _helper is None:
+        with _helper_lock:
+            _helper = _helper or _Helper()
+    mid = rows // 2
+    _helper.jobs.put((job, mid, rows))
+    job(0, mid)
+    err = _helper.done.get()
+    if err is not None:
+        raise err
+
+
+def _rows(v, lo, hi):
+    return v[lo:hi] if v.shape[0] > 1 else v
+
+
+# ----------------------------------------------------------------------------------------------------
 # Forward kernels and vector-Jacobian rules, keyed by operation.
 # ----------------------------------------------------------------------------------------------------
 
 def _binary(s, a, b):
     a, b = _pad(a, s.pads[0]), _pad(b, s.pads[1])
-    if s.inplace == 0:
-        return s.info(a, b, out=a)
-    if s.inplace == 1:
-        return s.info(a, b, out=b)
-    return s.info(a, b)
+    out = a if s.inplace == 0 else b if s.inplace == 1 else None
+    if a.ndim != b.ndim or max(a.size, b.size) < PARALLEL_MIN_CHEAP:
+        return s.info(a, b, out=out)
+    if out is None:
+        out = np.empty(np.broadcast_shapes(a.shape, b.shape), dtype=s.dtype)
+    f = s.info
+    _split_rows(lambda lo, hi: f(_rows(a, lo, hi), _rows(b, lo, hi), out=out[lo:hi]), out.shape[0], out.size,
+                PARALLEL_MIN_CHEAP)
+    return out
 
 
 def _add_vjp(s, g, y, a, b):
@@ -179,29 +238,44 @@ def _scalar_vjp(s, g, y, u):
 
 
 def _relu(s, u):
-    return np.maximum(u, 0, out=u) if s.inplace == 0 else np.maximum(u, 0)
+    out = u if s.inplace == 0 else np.empty_like(u)
+    _split_rows(lambda lo, hi: np.maximum(u[lo:hi], 0, out=out[lo:hi]), u.shape[0], u.size, PARALLEL_MIN_CHEAP)
+    return out
 
 
 def _relu_vjp(s, g, y, u):
-    return (g * (y > 0),)                      # relu'(0) = 0; y > 0 exactly where u > 0
+    out = np.empty_like(g)                     # relu'(0) = 0; y > 0 exactly where u > 0
+    _split_rows(lambda lo, hi: np.multiply(g[lo:hi], y[lo:hi] > 0, out=out[lo:hi]), g.shape[0], g.size,
+                PARALLEL_MIN_CHEAP)
+    return (out,)
 
 
-def _softplus(s, u):
+def _softplus_rows(u, t):
     # max(u, 0) + log1p(exp(-|u|)): exact to a few ulps, and SIMD kernels where logaddexp has none
-    t = np.abs(u)
+    np.abs(u, out=t)
     np.negative(t, out=t)
     np.exp(t, out=t)
     np.log1p(t, out=t)
-    t += np.maximum(u, 0, out=u) if s.inplace == 0 else np.maximum(u, 0)
-    return t
+    t += np.maximum(u, 0)
+
+
+def _softplus(s, u):
+    out = np.empty_like(u)
+    _split_rows(lambda lo, hi: _softplus_rows(u[lo:hi], out[lo:hi]), u.shape[0], u.size)
+    return out
+
+
+def _softplus_vjp_rows(g, y, u, t):
+    # sigmoid(u) = exp(u - softplus(u)): one exp, relative error about |u| ulp
+    np.subtract(u, y, out=t)
+    np.exp(t, out=t)
+    t *= g
 
 
 def _softplus_vjp(s, g, y, u):
-    # sigmoid(u) = exp(u - softplus(u)): one exp, relative error about |u| ulp
-    t = np.subtract(u, y)
-    np.exp(t, out=t)
-    t *= g
-    return (t,)
+    out = np.empty_like(g)
+    _split_rows(lambda lo, hi: _softplus_vjp_rows(g[lo:hi], y[lo:hi], u[lo:hi], out[lo:hi]), g.shape[0], g.size)
+    return (out,)
 
 
 def _exp_vjp(s, g, y, u):
@@ -534,7 +608,7 @@ VJP_READS = {
     "reduce": (True, True), "quad_over_lin": (True, True), "extremum": (True, True),
 }
 _ALIASING = {"index", "scalar"}                # kernels whose output may be a view of their argument
-_IN_PLACE = {"add", "sub", "mul", "div", "relu", "softplus"}   # kernels able to write into an argument
+_IN_PLACE = {"add", "sub", "mul", "div", "relu"}   # kernels able to write into an argument
 
 
 def _plan_buffers(net: Network, steps: list[Step], targets: tuple, is_b: list, backward: bool) -> None:
