@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from dcpnet.evaluate import compile_network, init_params, project_params
+from dcpnet.evaluate import compile_network, init_params, project_params, split_rows
 from dcpnet.graph import load_text
 
 SIZES = [(32, 256, 4, 256), (784, 512, 3, 128), (8, 64, 8, 1024)]   # (d, width, depth, batch)
@@ -84,7 +84,7 @@ def gemm_rate(shapes, dtype, seconds: float) -> float:
 
 
 class Adam:
-    """Adam in place, with preallocated moments and scratch space."""
+    """Adam in place: preallocated moments and scratch, constants folded, big arrays on two threads."""
 
     def __init__(self, params: dict[str, np.ndarray]):
         self.m = {k: np.zeros_like(v) for k, v in params.items()}
@@ -94,23 +94,32 @@ class Adam:
 
     def step(self, params: dict, grads: dict) -> None:
         self.t += 1
-        c1 = LR / (1 - BETA1 ** self.t)
-        c2 = 1 / np.sqrt(1 - BETA2 ** self.t)
+        c2 = np.sqrt(1 - BETA2 ** self.t)
+        # p -= lr/(1-b1^t) * m / (sqrt(v)/c2 + eps) = (lr*c2/(1-b1^t)) * m / (sqrt(v) + eps*c2)
+        scale, eps = LR * c2 / (1 - BETA1 ** self.t), EPS * c2
         for k, p in params.items():
             g, m, v, t = grads[k], self.m[k], self.v[k], self.tmp[k]
-            m *= BETA1
-            np.multiply(g, 1 - BETA1, out=t)
-            m += t
-            v *= BETA2
-            np.multiply(g, g, out=t)
-            t *= 1 - BETA2
-            v += t
-            np.sqrt(v, out=t)
-            t *= c2
-            t += EPS
-            np.divide(m, t, out=t)
-            t *= c1
-            p -= t
+            if p.ndim == 0:
+                _adam_rows(p[None], g.reshape(1), m[None], v[None], t[None], scale, eps)
+                continue
+            rows = p.reshape(p.shape[0], -1), g.reshape(p.shape[0], -1), m.reshape(p.shape[0], -1), \
+                v.reshape(p.shape[0], -1), t.reshape(p.shape[0], -1)
+            split_rows(lambda lo, hi, r=rows: _adam_rows(*(a[lo:hi] for a in r), scale, eps), p.shape[0], p.size)
+
+
+def _adam_rows(p, g, m, v, t, scale, eps):
+    np.subtract(g, m, out=t)            # m += (1 - b1)(g - m)
+    t *= 1 - BETA1
+    m += t
+    np.multiply(g, g, out=t)            # v += (1 - b2)(g^2 - v)
+    t -= v
+    t *= 1 - BETA2
+    v += t
+    np.sqrt(v, out=t)
+    t += eps
+    np.divide(m, t, out=t)
+    t *= scale
+    p -= t
 
 
 def dcpnet_step(net, params, x, y, dtype):

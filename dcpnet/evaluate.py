@@ -92,8 +92,15 @@ _helper: _Helper | None = None
 _helper_lock = threading.Lock()
 
 
-def _split_rows(job, rows: int, size: int, least: int = PARALLEL_MIN) -> None:
-    """job(lo, hi) over rows [0, rows): halves on two threads when the work is large enough."""
+def split_rows(job, rows: int, size: int, least: int = PARALLEL_MIN) -> None:
+    """Run job(lo, hi) over rows [0, rows): the halves on two threads when `size` (entries) >= `least`.
+
+    For NumPy work that releases the GIL (ufunc loops); called from the main thread only, else one thread.
+
+    >>> out = np.zeros(8)
+    >>> split_rows(lambda lo, hi: np.add(out[lo:hi], 1, out=out[lo:hi]), 8, 8, least=1); out.tolist()
+    [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    """
     global _helper
     if THREADS < 2 or size < least or rows < 2 or threading.current_thread() is not threading.main_thread():
         job(0, rows)
@@ -125,7 +132,7 @@ def _binary(s, a, b):
     if out is None:
         out = np.empty(np.broadcast_shapes(a.shape, b.shape), dtype=s.dtype)
     f = s.info
-    _split_rows(lambda lo, hi: f(_rows(a, lo, hi), _rows(b, lo, hi), out=out[lo:hi]), out.shape[0], out.size,
+    split_rows(lambda lo, hi: f(_rows(a, lo, hi), _rows(b, lo, hi), out=out[lo:hi]), out.shape[0], out.size,
                 PARALLEL_MIN_CHEAP)
     return out
 
@@ -239,13 +246,13 @@ def _scalar_vjp(s, g, y, u):
 
 def _relu(s, u):
     out = u if s.inplace == 0 else np.empty_like(u)
-    _split_rows(lambda lo, hi: np.maximum(u[lo:hi], 0, out=out[lo:hi]), u.shape[0], u.size, PARALLEL_MIN_CHEAP)
+    split_rows(lambda lo, hi: np.maximum(u[lo:hi], 0, out=out[lo:hi]), u.shape[0], u.size, PARALLEL_MIN_CHEAP)
     return out
 
 
 def _relu_vjp(s, g, y, u):
     out = np.empty_like(g)                     # relu'(0) = 0; y > 0 exactly where u > 0
-    _split_rows(lambda lo, hi: np.multiply(g[lo:hi], y[lo:hi] > 0, out=out[lo:hi]), g.shape[0], g.size,
+    split_rows(lambda lo, hi: np.multiply(g[lo:hi], y[lo:hi] > 0, out=out[lo:hi]), g.shape[0], g.size,
                 PARALLEL_MIN_CHEAP)
     return (out,)
 
@@ -261,7 +268,7 @@ def _softplus_rows(u, t):
 
 def _softplus(s, u):
     out = np.empty_like(u)
-    _split_rows(lambda lo, hi: _softplus_rows(u[lo:hi], out[lo:hi]), u.shape[0], u.size)
+    split_rows(lambda lo, hi: _softplus_rows(u[lo:hi], out[lo:hi]), u.shape[0], u.size)
     return out
 
 
@@ -274,7 +281,7 @@ def _softplus_vjp_rows(g, y, u, t):
 
 def _softplus_vjp(s, g, y, u):
     out = np.empty_like(g)
-    _split_rows(lambda lo, hi: _softplus_vjp_rows(g[lo:hi], y[lo:hi], u[lo:hi], out[lo:hi]), g.shape[0], g.size)
+    split_rows(lambda lo, hi: _softplus_vjp_rows(g[lo:hi], y[lo:hi], u[lo:hi], out[lo:hi]), g.shape[0], g.size)
     return (out,)
 
 
@@ -814,8 +821,14 @@ def project_params(net: Network, params: dict[str, np.ndarray]) -> None:
         var = net.variables.get(name)
         if var is None or (var.bounds.lo == -math.inf and var.bounds.hi == math.inf):
             continue
+        lo, hi = var.bounds.lo, var.bounds.hi
         if isinstance(value, np.ndarray) and value.flags.writeable:
-            np.clip(value, var.bounds.lo, var.bounds.hi, out=value)
+            if hi == math.inf:                  # one-sided: a single cheap pass (np.clip is slower)
+                np.maximum(value, lo, out=value)
+            elif lo == -math.inf:
+                np.minimum(value, hi, out=value)
+            else:
+                np.clip(value, lo, hi, out=value)
         else:                                   # a NumPy scalar cannot be written into: replace it
             params[name] = np.clip(value, var.bounds.lo, var.bounds.hi)
 
