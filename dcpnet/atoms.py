@@ -13,7 +13,6 @@ User atoms (`atom NAME(u) = …`) become the same records (see `symbolic.py`).
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,9 +74,14 @@ class ScalarAtom:
     params: tuple = field(default=())  # constants a factory baked in, e.g. (0.1,) for leaky_relu(u, 0.1)
     zeros: Intervals = ()         # where f is exactly 0: `image` keeps such values exact
     rtol: float = 4e-15           # |f - true f| ≤ rtol·|true f| for NumPy f (0: f is exact), when |f| ≥ 1e-290
+    # working state, rebuilt by __post_init__ whatever is passed (so `ScalarAtom(**a.__dict__)` copies cleanly)
+    _f_inside: Callable | None = field(default=None, compare=False, repr=False)   # f without the domain mask
+    _images: dict | None = field(default=None, compare=False, repr=False)        # box → image cache
 
     def __post_init__(self):
         # outside the domain f and df give nan (no warning), so evaluators and Jensen tests can tell
+        object.__setattr__(self, "_f_inside", self.f)   # `image` evaluates f inside the domain only
+        object.__setattr__(self, "_images", {})
         if self.domain != REALS:
             for name in ("f", "df"):
                 object.__setattr__(self, name, _masked(getattr(self, name), self.domain, self.open_at))
@@ -100,45 +104,50 @@ class ScalarAtom:
 
     def image(self, box: Interval) -> Interval:
         """A sound hull of f(box ∩ domain): end values on each monotone piece, the global bounds on gaps."""
+        cache = self._images   # networks repeat boxes (REALS, [0, inf], ...)
+        key = (box.lo, box.hi)
+        if key not in cache:
+            if len(cache) > 4096:
+                cache.clear()
+            cache[key] = self._image(box)
+        return cache[key]
+
+    def _image(self, box: Interval) -> Interval:
         box = box.meet(self.domain) or self.domain
-        if box.is_point:
-            return self._clip(self._enclose(box.lo))
         ends = {e for iv in self.increasing_on + self.decreasing_on for e in (iv.lo, iv.hi) if box.lo < e < box.hi}
         cuts = sorted({box.lo, box.hi} | ends)
-        lo, hi = INF, -INF
-        for a, b in itertools.pairwise(cuts):
-            piece = self._piece_image(a, b)
-            lo, hi = min(lo, piece.lo), max(hi, piece.hi)
-        return self._clip(Interval(lo, hi))
-
-    def _piece_image(self, a: float, b: float) -> Interval:
-        ends = self._enclose(a).hull(self._enclose(b))
-        piece = Interval(a, b)
-        if _covered(piece, self.increasing_on) or _covered(piece, self.decreasing_on):
-            return ends
-        # a gap brackets one turning point: rising then falling holds a maximum, falling then rising a minimum
-        up_then_down = _covered(point(a), self.increasing_on) and _covered(point(b), self.decreasing_on)
-        down_then_up = _covered(point(a), self.decreasing_on) and _covered(point(b), self.increasing_on)
-        return Interval(ends.lo if up_then_down else min(ends.lo, self.bounds.lo),
-                        ends.hi if down_then_up else max(ends.hi, self.bounds.hi))
-
-    def _clip(self, r: Interval) -> Interval:
-        return r.meet(self.bounds) or self.bounds
-
-    def _enclose(self, u: float) -> Interval:
-        """An interval holding the true f(u) (its limit at an infinite u), from the NumPy value."""
         with np.errstate(all="ignore"):
-            v = float(self.f(np.float64(u)))
+            values = [self._enclose(u) for u in cuts]
+        lo, hi = values[0]
+        for i in range(len(cuts) - 1):
+            p_lo, p_hi = self._piece_image(cuts[i], cuts[i + 1], values[i], values[i + 1])
+            lo, hi = min(lo, p_lo), max(hi, p_hi)
+        b = self.bounds
+        return Interval(max(lo, b.lo), min(hi, b.hi)) if max(lo, b.lo) <= min(hi, b.hi) else b
+
+    def _piece_image(self, a: float, b: float, fa: tuple, fb: tuple) -> tuple[float, float]:
+        lo, hi = min(fa[0], fb[0]), max(fa[1], fb[1])
+        inc, dec = self.increasing_on, self.decreasing_on
+        if _holds(a, b, inc) or _holds(a, b, dec):
+            return lo, hi
+        # a gap brackets one turning point: rising then falling holds a maximum, falling then rising a minimum
+        up_then_down = _holds(a, a, inc) and _holds(b, b, dec)
+        down_then_up = _holds(a, a, dec) and _holds(b, b, inc)
+        return (lo if up_then_down else min(lo, self.bounds.lo)), (hi if down_then_up else max(hi, self.bounds.hi))
+
+    def _enclose(self, u: float) -> tuple[float, float]:
+        """Bounds on the true f(u) (its limit at an infinite u), from the NumPy value; u lies in the domain."""
+        v = float(self._f_inside(np.float64(u)))
         if math.isnan(v):
-            return self.bounds
+            return self.bounds.lo, self.bounds.hi
         if math.isinf(v):   # a limit at an open end or at ±inf, or an overflow of a finite value
-            return point(v) if math.isinf(u) else Interval(1e308, INF) if v > 0 else Interval(-INF, -1e308)
-        if v == 0 and (math.isinf(u) or self.rtol == 0 or _covered(point(u), self.zeros)):
-            return point(0.0)   # exact: a zero of the table, or a limit such as exp(-inf)
+            return (v, v) if math.isinf(u) else (1e308, INF) if v > 0 else (-INF, -1e308)
+        if v == 0 and (math.isinf(u) or self.rtol == 0 or _holds(u, u, self.zeros)):
+            return 0.0, 0.0   # exact: a zero of the table, or a limit such as exp(-inf)
         if abs(v) < _TINY_VALUE and self.rtol != 0:
-            return Interval(min(v, 0.0) - _TINY_VALUE, max(v, 0.0) + _TINY_VALUE)
+            return min(v, 0.0) - _TINY_VALUE, max(v, 0.0) + _TINY_VALUE
         m = self.rtol * abs(v)
-        return Interval(v - m, v + m)
+        return v - m, v + m
 
 
 def _masked(fn: Callable, domain: Interval, open_at: tuple[bool, bool]) -> Callable:
@@ -154,6 +163,11 @@ def _masked(fn: Callable, domain: Interval, open_at: tuple[bool, bool]) -> Calla
 
 def _covered(box: Interval, pieces: Intervals) -> bool:
     return any(box.within(p) for p in pieces)
+
+
+def _holds(lo: float, hi: float, pieces: Intervals) -> bool:
+    """[lo, hi] lies in one of the pieces (floats, no Interval built: `image` is on the analysis' hot path)."""
+    return any(p.lo <= lo and hi <= p.hi for p in pieces)
 
 
 def _iv(lo: float, hi: float) -> Interval:

@@ -104,9 +104,11 @@ class Interval:
 
     def __post_init__(self):
         # plain floats: NumPy scalars would warn on overflow and print as np.float64(...)
-        object.__setattr__(self, "lo", float(self.lo))
-        object.__setattr__(self, "hi", float(self.hi))
-        if math.isnan(self.lo) or math.isnan(self.hi) or self.lo > self.hi:
+        lo, hi = self.lo, self.hi
+        if type(lo) is not float or type(hi) is not float:
+            object.__setattr__(self, "lo", float(lo))
+            object.__setattr__(self, "hi", float(hi))
+        if not self.lo <= self.hi:   # also false when either is nan
             raise ValueError(f"not an interval: [{self.lo}, {self.hi}]")
 
     # -- questions ---------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def test_derivative_matches_central_differences(rec):
     rng = _seed(rec, 1)
     cuts = _specials(rec) + [e for e in (rec.domain.lo, rec.domain.hi) if math.isfinite(e)]
     checked = 0
-    for u in sample(rec, -INF, INF, rng, n=25, huge=1e6):
+    for u in sample(rec, -INF, INF, rng, n=40, huge=1e6):
         dist = min(abs(u - c) for c in cuts)
         if dist < 1e-6 * max(1.0, abs(u)) and rec.name != "power" or dist == 0:
             continue   # a kink or a domain end: only one-sided derivatives exist
@@ -113,7 +113,7 @@ def test_derivative_matches_central_differences(rec):
         df = numpy_f(rec.df, u)
         assert abs(df - fd) <= 1e-7 * abs(fd) + 1e-13, f"{rec.formula}: f'({u!r}) = {df}, differences give {fd}"
         checked += 1
-    assert checked >= 20
+    assert checked >= 15
 
 
 @pytest.mark.parametrize("rec", ROWS, ids=IDS)
