@@ -219,6 +219,35 @@ class Analyzer:
                 monos.append(L.monotonicity_of(r.nonneg, r.nonpos))
         return monos
 
+    # -- implicit domains ---------------------------------------------------------------------------
+    def conditions(self, root) -> list[str]:
+        """The domain conditions `root` relies on that its ranges do not already guarantee, in words.
+
+        The analysis reads every claim on the set where these hold (SPEC: "where the expression is defined").
+        """
+        out = []
+        for i in self.net.ancestors(self._id(root)):
+            node = self.net.nodes[i]
+            text = self._condition(node)
+            if text and text not in out:
+                out.append(text)
+        return out
+
+    def _condition(self, node: Node) -> str | None:
+        if node.op == "scalar":
+            f, r = self.atom(node), self.ranges[node.args[0]]
+            if f.defined_on(r):
+                return None
+            arg = self.net.nodes[node.args[0]].label
+            return f"{f.name} needs `{arg}` in {_domain_words(f)}"
+        if node.op == "div":
+            r = self.ranges[node.args[1]]
+            return None if r.lo > 0 or r.hi < 0 else f"`{self.net.nodes[node.args[1]].label}` ≠ 0 (a divisor)"
+        if node.op == "reduce" and node.attrs[0] == "quad_over_lin":
+            r = self.ranges[node.args[1]]
+            return None if r.lo > 0 else f"quad_over_lin needs `{self.net.nodes[node.args[1]].label}` > 0"
+        return None
+
     # -- explaining a failure ------------------------------------------------------------------------
     def why_not(self, root, prop: str, wrt) -> Failure:
         """Walk down from `root` to the lowest node where the rules could not give `prop`."""
@@ -370,6 +399,13 @@ class _ShapeWords:
     def __str__(self) -> str:
         convex, concave = self.f.convex_on_box(self.box), self.f.concave_on_box(self.box)
         return "affine" if convex and concave else "convex" if convex else "concave" if concave else "neither"
+
+
+def _domain_words(f: ScalarAtom) -> str:
+    lo, hi = f.domain.lo, f.domain.hi
+    left = "-inf" if lo == -L.INF else f"{lo:g}"
+    right = "inf" if hi == L.INF else f"{hi:g}"
+    return f"{'(' if f.open_at[0] or lo == -L.INF else '['}{left}, {right}{')' if f.open_at[1] or hi == L.INF else ']'}"
 
 
 def _only_on(name: str, what: str, pieces) -> str:

@@ -99,6 +99,8 @@ def _print_check(console, r, tree: bool) -> None:
     mark = "[green]✓[/]" if r.holds else "[red]✗[/]"
     console.print(f"{mark} line {r.line}: {r.claim}({r.expr}) in {', '.join(r.wrt)}: {MARKS[res.verdict]}"
                   f" (curvature: [{COLOURS[r.curvature.value]}]{r.curvature.value}[/])", highlight=False)
+    if r.conditions:
+        console.print(f"    where defined: {'; '.join(r.conditions)}", highlight=False, markup=False)
     if res.verdict is Verdict.REFUTED:
         _print_witness(console, res)
     elif res.verdict is Verdict.UNKNOWN:

@@ -56,6 +56,7 @@ class Result:
     line: int | None = None
     claim: str | None = None          # e.g. "convex", "not convex"; None when no check line asked
     groups: list[list[str]] | None = field(default=None)   # maximal variable groups proved convex together
+    conditions: list[str] = field(default_factory=list)    # implicit domains the verdicts are read on
 
     @property
     def holds(self) -> bool | None:
@@ -75,6 +76,8 @@ class Result:
             out[prop] = self[prop].as_json()
         if self.groups is not None:
             out["convex_groups"] = self.groups
+        if self.conditions:
+            out["conditions"] = self.conditions
         return out
 
 
@@ -97,7 +100,8 @@ class Verifier:
         props = {p: self._prove(target, wrt, p, curv) for p in PROPERTIES}
         if self.refute:
             self._refute_unproved(target, wrt, props, want)
-        return Result(target, wrt, curv, props["convex"], props["concave"], props["affine"], line, claim)
+        return Result(target, wrt, curv, props["convex"], props["concave"], props["affine"], line, claim,
+                      conditions=self.analyzer.conditions(target))
 
     def _prove(self, target: str, wrt: list[str], prop: str, curv: Curvature) -> PropertyResult:
         if holds(curv, prop):

@@ -163,3 +163,12 @@ def test_every_proof_survives_jensen_tests(case, seed):
                     bad = _jensen_violations(net, net.names[name], wrt, prop, rng)
                     assert not bad, f"{prop}({name}) in {wrt} proved but violated by {bad[:3]}\n{text}"
                     break
+
+
+def test_implicit_domains_are_reported_where_ranges_do_not_settle_them():
+    net = load_text("input x\ninput y >= 1\na = log(x)\nb = log(y)\nc = x / (y - 1)\nd = x / y\n")
+    an = Analyzer(net)
+    assert an.conditions("a") == ["log needs `x` in (0, inf)"]
+    assert an.conditions("b") == []                       # y >= 1 keeps log defined
+    assert an.conditions("c") == ["`y - 1` ≠ 0 (a divisor)"]
+    assert an.conditions("d") == []
