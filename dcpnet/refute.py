@@ -242,6 +242,29 @@ def plot_witness(net, target: str, witness: dict, path: str) -> None:
     ax.plot([0, 1], [witness["f_a"], witness["f_b"]], "--", label="chord")
     ax.plot([0.5], [witness["f_mid"]], "o", label="value at the midpoint")
     ax.set_xlabel("t  (point = a + t (b − a))")
+    ax.set_title(f"{target} is not convex: the midpoint value lies above the chord" if witness["f_mid"] >
+                 (witness["f_a"] + witness["f_b"]) / 2 else f"{target} is not concave: the midpoint lies below")
     ax.legend()
-    fig.savefig(path, dpi=100)
+    _save_atomically(fig, path)
     plt.close(fig)
+
+
+def _save_atomically(fig, path: str) -> None:
+    """Write the picture next to its destination, then rename: never a half-written file."""
+    import os
+    import tempfile
+
+    from .errors import DcpnetError, Diagnostic
+
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".png")
+    except OSError as err:
+        raise DcpnetError(Diagnostic(f"--plot: cannot write {path}: {err.strerror}", path, 1, 1)) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, dpi=100, format="png")
+        os.replace(tmp, path)
+    except (OSError, ValueError) as err:
+        os.unlink(tmp)
+        raise DcpnetError(Diagnostic(f"--plot: cannot write {path}: {err}", path, 1, 1)) from None

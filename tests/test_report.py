@@ -1,0 +1,70 @@
+"""What `dcpnet check` prints: exact text at a fixed width, the JSON report, exit codes, the witness plot."""
+import json
+import pathlib
+
+import pytest
+
+from dcpnet.cli import main
+
+CONFORMANCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "conformance"
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_json_report_follows_the_spec(capsys):
+    code = main(["check", "--json", str(CONFORMANCE / "icnn.net")])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["ok"] is True
+    assert [r["line"] for r in report["results"]] == [16, 17, 18, 19]
+    proved = report["results"][0]
+    assert proved["claim"] == "convex" and proved["holds"] is True and proved["curvature"] == "convex"
+    cert = proved["convex"]["certificate"]
+    assert set(cert) == {"expr", "curvature", "range", "rule", "children"} and cert["range"] == [0.0, None]
+    refuted = report["results"][1]["convex"]
+    assert refuted["verdict"] == "refuted" and refuted["witness"]["digits"] >= 30
+    assert set(refuted["witness"]) >= {"a", "b", "fixed", "index", "f_a", "f_b", "f_mid", "gap", "digits"}
+
+
+def test_default_table_answers_the_seed_question(capsys, tmp_path):
+    path = tmp_path / "seed.net"
+    path.write_text("input x[3] >= 0\nparam W1[4, 3] >= 0\nparam W2[2, 4] >= 0\n"
+                    "y = relu(W2 @ relu(W1 @ x))\nloss = softplus(y[0] - y[1])\noutput y, loss\n")
+    assert main(["check", str(path), "--width", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "│ y      │ affine │ neither   │ affine │ affine │" in out
+    assert "│ loss   │ convex │ neither   │ convex │ convex │" in out
+    assert "y is not proved convex in all params jointly; convex together in: {W1}; {W2}" in out
+
+
+def test_a_check_that_does_not_hold_exits_1_and_says_why(capsys, tmp_path):
+    path = tmp_path / "bad_claim.net"
+    path.write_text("input x\ny = (x^2 - 1)^2\ncheck convex(y) in x\n")
+    assert main(["check", str(path), "--width", "200"]) == 1
+    out = capsys.readouterr().out
+    assert "✗ line 3: convex(y) in x: refuted" in out
+    assert "^2 is not monotone on [-1, inf)" in out or "is not monotone on [-1, inf" in out
+
+
+def test_tree_prints_the_certificate(capsys):
+    assert main(["check", str(CONFORMANCE / "icnn.net"), "--tree", "--width", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "certificate: f is convex in x" in out
+    assert "z1 = relu(W0 @ x + b0)" in out
+
+
+def test_unknown_wrt_variable_is_bad_input(capsys):
+    assert main(["check", str(CONFORMANCE / "icnn.net"), "--wrt", "x,Wz_"]) == 2
+    assert "--wrt: unknown variable `Wz_` (did you mean `Wz`?)" in capsys.readouterr().err
+
+
+def test_plot_draws_the_witness(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "witness.png"
+    assert main(["check", str(EXAMPLES / "seed_square.net"), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["witness.png"]   # no temp file left behind
+
+
+def test_plot_into_a_missing_folder_is_bad_input(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    code = main(["check", str(EXAMPLES / "seed_square.net"), "--plot", str(tmp_path / "no" / "w.png")])
+    assert code == 2 and "cannot write" in capsys.readouterr().err
