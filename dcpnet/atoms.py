@@ -41,6 +41,8 @@ Intervals = tuple[Interval, ...]
 # Below this magnitude a float value may have lost its relative precision (subnormal intermediates), so
 # `image` trusts it only to within ±_TINY_VALUE; above it, to within the record's `rtol`.
 _TINY_VALUE = 1e-290
+_RTOL_AT_INF = 1e-9   # rtol None: a finite NumPy limit at ±inf is trusted to this
+_RTOL = 4e-15           # rtol of the table's NumPy functions: a few ulps (checked by tests/test_atoms.py)
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,9 @@ class ScalarAtom:
     bounds: Interval = REALS      # the image of the whole domain (a hull), used where pieces leave gaps
     params: tuple = field(default=())  # constants a factory baked in, e.g. (0.1,) for leaky_relu(u, 0.1)
     zeros: Intervals = ()         # where f is exactly 0: `image` keeps such values exact
-    rtol: float = 4e-15           # |f - true f| ≤ rtol·|true f| for NumPy f (0: f is exact), when |f| ≥ 1e-290
+    # |NumPy f - true f| ≤ rtol·|true f| where |f| ≥ 1e-290 (0: f is exact). None (user atoms): unknown, so
+    # `image` evaluates the ends of pieces with mpmath instead
+    rtol: float | None = None
     # working state, rebuilt by __post_init__ whatever is passed (so `ScalarAtom(**a.__dict__)` copies cleanly)
     _f_inside: Callable | None = field(default=None, compare=False, repr=False)   # f without the domain mask
     _images: dict | None = field(default=None, compare=False, repr=False)        # box → image cache
@@ -137,6 +141,8 @@ class ScalarAtom:
 
     def _enclose(self, u: float) -> tuple[float, float]:
         """Bounds on the true f(u) (its limit at an infinite u), from the NumPy value; u lies in the domain."""
+        if self.rtol is None and math.isfinite(u):
+            return self._enclose_mp(u)
         v = float(self._f_inside(np.float64(u)))
         if math.isnan(v):
             return self.bounds.lo, self.bounds.hi
@@ -146,8 +152,37 @@ class ScalarAtom:
             return 0.0, 0.0   # exact: a zero of the table, or a limit such as exp(-inf)
         if abs(v) < _TINY_VALUE and self.rtol != 0:
             return min(v, 0.0) - _TINY_VALUE, max(v, 0.0) + _TINY_VALUE
-        m = self.rtol * abs(v)
+        m = (self.rtol if self.rtol is not None else _RTOL_AT_INF) * abs(v)
         return v - m, v + m
+
+    def _enclose_mp(self, u: float) -> tuple[float, float]:
+        """f(u) with mpmath at 50 digits, widened by its distance to the 30-digit value (which catches the
+        cancellation a formula may suffer) and rounded outward; the global bounds where f(u) is not real."""
+        m = _mp()
+        try:
+            values = []
+            for dps in (30, 50):
+                with m.workdps(dps):
+                    values.append(self.mp(m.mpf(u)))
+            rough, w = values
+            if not all(isinstance(v, m.mpf) and m.isfinite(v) for v in values):
+                return (float(w), float(w)) if isinstance(w, m.mpf) and m.isinf(w) else (self.bounds.lo, self.bounds.hi)
+            with m.workdps(50):
+                err = abs(w - rough)
+                lo, hi = w - err, w + err
+        except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+            return self.bounds.lo, self.bounds.hi
+        return _float_down(lo), _float_up(hi)
+
+
+def _float_down(w) -> float:
+    v = float(w)   # nearest, so the true value is at most one step away
+    return v if v == w else math.nextafter(v, -INF)
+
+
+def _float_up(w) -> float:
+    v = float(w)
+    return v if v == w else math.nextafter(v, INF)
 
 
 def _masked(fn: Callable, domain: Interval, open_at: tuple[bool, bool]) -> Callable:
@@ -288,7 +323,7 @@ def _leaky(a: float) -> ScalarAtom:
         df=lambda u: np.where(u > 0, 1.0, a),
         mp=lambda u: u if u > 0 else a * u,
         bounds=NONNEG if a <= 0 else REALS, zeros=(NONPOS,) if a == 0 else (point(0.0),),
-        params=(a,),
+        params=(a,), rtol=_RTOL,
     )
 
 
@@ -303,7 +338,7 @@ def power(p: float) -> ScalarAtom:
     df = _quiet(lambda u: p * np.power(u, float(p) - 1)) if p != 0 else (lambda u: np.zeros_like(u, dtype=float))
     mp = (lambda u: u ** (int(p) if is_int else _mp().mpf(p)))
     common = {"name": "power", "formula": f"u^{p:g}", "derivative": f"{p:g}·u^{p - 1:g}", "f": f, "df": df,
-              "mp": mp, "params": (p,), "zeros": (point(0.0),) if p > 0 else ()}
+              "mp": mp, "params": (p,), "zeros": (point(0.0),) if p > 0 else (), "rtol": _RTOL}
     if p == 0:
         return ScalarAtom(convex_on=(REALS,), concave_on=(REALS,), increasing_on=(REALS,),
                           decreasing_on=(REALS,), bounds=Interval(1.0, 1.0), **common)
@@ -338,38 +373,38 @@ SCALAR_ATOMS: dict[str, ScalarAtom] = {a.name: a for a in [
                f=np.abs, df=np.sign, mp=abs, bounds=NONNEG, zeros=_ZERO, rtol=0.0),
     ScalarAtom("square", "u^2", "2u",
                convex_on=(REALS,), concave_on=(), increasing_on=(NONNEG,), decreasing_on=(NONPOS,),
-               f=np.square, df=lambda u: 2 * u, mp=lambda u: u * u, bounds=NONNEG, zeros=_ZERO),
+               f=np.square, df=lambda u: 2 * u, mp=lambda u: u * u, bounds=NONNEG, zeros=_ZERO, rtol=_RTOL),
     ScalarAtom("sqrt", "sqrt(u)", "1/(2 sqrt(u))",
                convex_on=(), concave_on=(NONNEG,), increasing_on=(NONNEG,), decreasing_on=(),
                f=np.sqrt, df=_quiet(lambda u: 0.5 / np.sqrt(u)), mp=lambda u: _mp().sqrt(u),
-               domain=NONNEG, bounds=NONNEG, zeros=_ZERO),
+               domain=NONNEG, bounds=NONNEG, zeros=_ZERO, rtol=_RTOL),
     ScalarAtom("exp", "exp(u)", "exp(u)",
                convex_on=(REALS,), concave_on=(), increasing_on=(REALS,), decreasing_on=(),
-               f=np.exp, df=np.exp, mp=lambda u: _mp().exp(u), bounds=NONNEG),
+               f=np.exp, df=np.exp, mp=lambda u: _mp().exp(u), bounds=NONNEG, rtol=_RTOL),
     ScalarAtom("log", "log(u)", "1/u",
                convex_on=(), concave_on=(NONNEG,), increasing_on=(NONNEG,), decreasing_on=(),
                f=_quiet(np.log), df=_quiet(lambda u: 1 / u), mp=lambda u: _mp().log(u),
-               domain=NONNEG, open_at=(True, False), zeros=(point(1.0),)),
+               domain=NONNEG, open_at=(True, False), zeros=(point(1.0),), rtol=_RTOL),
     ScalarAtom("softplus", "log(1 + exp(u))", "sigmoid(u)",
                convex_on=(REALS,), concave_on=(), increasing_on=(REALS,), decreasing_on=(),
-               f=_softplus, df=_sigmoid, mp=lambda u: _mp().log1p(_mp().exp(u)), bounds=NONNEG),
+               f=_softplus, df=_sigmoid, mp=lambda u: _mp().log1p(_mp().exp(u)), bounds=NONNEG, rtol=_RTOL),
     ScalarAtom("sigmoid", "1/(1 + exp(-u))", "sigmoid(u)(1 - sigmoid(u))",
                convex_on=(NONPOS,), concave_on=(NONNEG,), increasing_on=(REALS,), decreasing_on=(),
-               f=_sigmoid, df=_dsigmoid, mp=lambda u: 1 / (1 + _mp().exp(-u)), bounds=_iv(0.0, 1.0)),
+               f=_sigmoid, df=_dsigmoid, mp=lambda u: 1 / (1 + _mp().exp(-u)), bounds=_iv(0.0, 1.0), rtol=_RTOL),
     ScalarAtom("tanh", "tanh(u)", "1 - tanh(u)^2",
                convex_on=(NONPOS,), concave_on=(NONNEG,), increasing_on=(REALS,), decreasing_on=(),
-               f=np.tanh, df=_dtanh, mp=lambda u: _mp().tanh(u), bounds=_iv(-1.0, 1.0), zeros=_ZERO),
+               f=np.tanh, df=_dtanh, mp=lambda u: _mp().tanh(u), bounds=_iv(-1.0, 1.0), zeros=_ZERO, rtol=_RTOL),
     ScalarAtom("elu", "u for u > 0, exp(u) - 1 otherwise", "1 for u > 0, exp(u) otherwise",
                convex_on=(REALS,), concave_on=(NONNEG,), increasing_on=(REALS,), decreasing_on=(),
                f=lambda u: np.where(u > 0, u, np.expm1(np.minimum(u, 0))),
                df=lambda u: np.where(u > 0, 1.0, np.exp(np.minimum(u, 0))),
-               mp=lambda u: u if u > 0 else _mp().expm1(u), bounds=_iv(-1.0, INF), zeros=_ZERO),
+               mp=lambda u: u if u > 0 else _mp().expm1(u), bounds=_iv(-1.0, INF), zeros=_ZERO, rtol=_RTOL),
     ScalarAtom("selu", "λu for u > 0, λα(exp(u) - 1) otherwise", "λ for u > 0, λα exp(u) otherwise",
                convex_on=(NONPOS, NONNEG), concave_on=(NONNEG,), increasing_on=(REALS,), decreasing_on=(),
                f=lambda u: SELU_L * np.where(u > 0, u, SELU_A * np.expm1(np.minimum(u, 0))),
                df=lambda u: SELU_L * np.where(u > 0, 1.0, SELU_A * np.exp(np.minimum(u, 0))),
                mp=lambda u: SELU_L * (u if u > 0 else SELU_A * _mp().expm1(u)),
-               bounds=_iv(_down(-SELU_L * SELU_A), INF), zeros=_ZERO),
+               bounds=_iv(_down(-SELU_L * SELU_A), INF), zeros=_ZERO, rtol=_RTOL),
     ScalarAtom("gelu", "u Φ(u)", "Φ(u) + u φ(u)",
                convex_on=(_iv(_up(-SQRT2), _down(SQRT2)),), concave_on=(_iv(-INF, -SQRT2), _iv(SQRT2, INF)),
                increasing_on=(_iv(GELU_MIN_AT[1], INF),), decreasing_on=(_iv(-INF, GELU_MIN_AT[0]),),
@@ -380,21 +415,21 @@ SCALAR_ATOMS: dict[str, ScalarAtom] = {a.name: a for a in [
                concave_on=(_iv(-INF, -SILU_INFLECT - 1e-6), _iv(SILU_INFLECT + 1e-6, INF)),
                increasing_on=(_iv(SILU_MIN_AT[1], INF),), decreasing_on=(_iv(-INF, SILU_MIN_AT[0]),),
                f=_silu, df=_dsilu, mp=lambda u: u / (1 + _mp().exp(-u)), bounds=_iv(-0.2784645428, INF),
-               zeros=_ZERO),
+               zeros=_ZERO, rtol=_RTOL),
     ScalarAtom("inv_pos", "1/u", "-1/u^2",
                convex_on=(NONNEG,), concave_on=(), increasing_on=(), decreasing_on=(NONNEG,),
                f=_quiet(lambda u: 1 / u), df=_quiet(lambda u: -np.square(1 / u)), mp=lambda u: 1 / u,
-               domain=NONNEG, open_at=(True, False), bounds=NONNEG),
+               domain=NONNEG, open_at=(True, False), bounds=NONNEG, rtol=_RTOL),
     ScalarAtom("entr", "-u log(u)", "-log(u) - 1",
                convex_on=(), concave_on=(NONNEG,), increasing_on=(_iv(0.0, _E_INV_IN[0]),),
                decreasing_on=(_iv(_E_INV_IN[1], INF),),
                f=_entr, df=_quiet(lambda u: -np.log(u) - 1), mp=_entr_mp, domain=NONNEG,
-               bounds=_iv(-INF, _E_INV_IN[1]), zeros=(point(0.0), point(1.0))),
+               bounds=_iv(-INF, _E_INV_IN[1]), zeros=(point(0.0), point(1.0)), rtol=_RTOL),
     ScalarAtom("huber", "u^2 for |u| ≤ 1, 2|u| - 1 otherwise", "2u for |u| ≤ 1, 2 sign(u) otherwise",
                convex_on=(REALS,), concave_on=(_iv(-INF, -1.0), _iv(1.0, INF)),
                increasing_on=(NONNEG,), decreasing_on=(NONPOS,),
                f=_huber, df=lambda u: 2 * np.clip(u, -1.0, 1.0),
-               mp=lambda u: u * u if abs(u) <= 1 else 2 * abs(u) - 1, bounds=NONNEG, zeros=_ZERO),
+               mp=lambda u: u * u if abs(u) <= 1 else 2 * abs(u) - 1, bounds=NONNEG, zeros=_ZERO, rtol=_RTOL),
 ]}
 
 # u^2 is the square atom; every other power is made by `power(p)`.

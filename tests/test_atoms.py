@@ -7,6 +7,7 @@ midpoint (Jensen) inequalities and second differences, `image` against sampled b
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from fractions import Fraction
@@ -245,6 +246,29 @@ def test_image_contains_f_of_every_point_of_the_box(rec):
         if box.is_point and _inside(rec, box.lo) and abs(true(rec, box.lo)) < 1e307:   # a point's image is tight
             w = true(rec, box.lo)
             assert img.hi - img.lo <= 1e-11 * abs(w) + 3 * TINY_VALUE, f"{rec.formula}: {img} for {box}"
+
+
+# rows as a user atom would come (no rtol): `image` evaluates the ends of pieces with mpmath
+MP_ROWS = [dataclasses.replace(SCALAR_ATOMS[n], rtol=None) for n in ("gelu", "entr", "log", "sigmoid", "huber")]
+
+
+@pytest.mark.parametrize("rec", MP_ROWS, ids=[r.name for r in MP_ROWS])
+def test_image_through_mpmath_contains_f_of_every_point_of_the_box(rec):
+    test_image_contains_f_of_every_point_of_the_box(rec)
+
+
+def test_image_without_rtol_survives_cancellation_in_the_numpy_f():
+    bump = ScalarAtom("bump", "exp(u) - 1 - u", "exp(u) - 1", convex_on=(REALS,), concave_on=(),
+                      increasing_on=(NONNEG,), decreasing_on=(NONPOS,), f=lambda u: np.exp(u) - 1 - u,
+                      df=lambda u: np.expm1(u), mp=lambda u: mpmath.exp(u) - 1 - u, bounds=NONNEG)
+    for u in (1e-9, -1e-7, 1e-15, 1e-25, 3.0, -40.0, 0.0):
+        with mpmath.workdps(90):
+            w = true(bump, u)   # exp(u) - 1 - u ≈ u²/2 needs about 2·log10(1/u) more digits than it shows
+        img = bump.image(point(u))
+        assert img.lo <= w <= img.hi and img.hi - img.lo <= 1e-15 * abs(w) + 1e-29, (u, w, img)
+    trusting = dataclasses.replace(bump, rtol=4e-15)   # the float 1.0000000010000000822 - 1 - 1e-9 is off
+    img, w = trusting.image(point(1e-9)), true(bump, 1e-9)
+    assert not img.lo <= w <= img.hi
 
 
 @pytest.mark.parametrize("rec", ROWS, ids=IDS)
