@@ -6,9 +6,13 @@ argument's range?" by asking whether the box lies inside one of the listed inter
 only way to a wrong proof, and `tests/test_atoms.py` checks every row against numbers.
 
 Interval endpoints that are irrational (√2 for gelu, 1/e for entr) are rounded *inward*, so each listed
-interval is a subset of the true one; the gaps between pieces are covered by the global range hint.
+interval is a subset of the true one; the gaps between pieces are covered by the global `bounds` (rounded
+outward). `image` is sound for the true function, not only for its NumPy version: each value it reads is
+widened by the row's `rtol` (the NumPy f's relative error, checked against mpmath), tiny values by an absolute
+margin, and values the table lists as exact zeros stay exact. Outside its domain f (and f') give nan.
 
-User atoms (`atom NAME(u) = …`) become the same records (see `symbolic.py`).
+User atoms (`atom NAME(u) = …`) become the same records (see `symbolic.py`); with no `rtol`, their ranges
+are read with mpmath.
 """
 from __future__ import annotations
 
@@ -187,7 +191,10 @@ def _float_up(w) -> float:
 
 def _masked(fn: Callable, domain: Interval, open_at: tuple[bool, bool]) -> Callable:
     lo_open, hi_open = open_at
-    safe = (domain.lo + 1 if lo_open else domain.lo) if math.isfinite(domain.lo) else domain.hi - 1
+    lo, hi = domain.lo, domain.hi
+    # a point inside the domain, evaluated in place of the outside ones (whose results are thrown away)
+    safe = ((lo + hi) / 2 if math.isfinite(lo) and math.isfinite(hi) else
+            (lo + 1 if lo_open else lo) if math.isfinite(lo) else (hi - 1 if hi_open else hi))
 
     def masked(u):
         u = np.asarray(u, dtype=float)
@@ -211,7 +218,7 @@ def _iv(lo: float, hi: float) -> Interval:
 
 # -- NumPy and mpmath pieces --------------------------------------------------------------------------
 def _mp():
-    import mpmath  # imported lazily: only witnesses need it
+    import mpmath  # imported lazily: witnesses and the ranges of user atoms need it
 
     return mpmath
 
