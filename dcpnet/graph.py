@@ -234,7 +234,7 @@ class _Builder:
         written = {">=": [(d.lo, lo_pos)], "<=": [(d.hi, lo_pos)], "in": [(d.lo, lo_pos), (d.hi, hi_pos)]}
         for bound, p in written.get(d.constraint, []):
             if not math.isfinite(bound):
-                self.fail(f"the bound {bound} is not a finite number", p.line, p.col)
+                self.fail(f"the bound {_number_words(bound)}", p.line, p.col)
                 return False
         if d.lo > d.hi:
             self.fail(f"empty constraint: in [{d.lo:g}, {d.hi:g}] the lower bound exceeds the upper one",
@@ -274,9 +274,9 @@ class _Builder:
                 self.fail(f"unknown name `{e.id}` in atom `{a.name}`: its body may use only its argument "
                           f"`{a.arg}`{did_you_mean(e.id, [a.arg])}", e.line, e.col)
             elif isinstance(e, st.Num) and not math.isfinite(e.value):
-                self.fail(f"the number {e.value} is not finite", e.line, e.col)
+                self.fail(f"the number {_number_words(e.value)}", e.line, e.col)
             elif isinstance(e, st.Pow) and not math.isfinite(e.exponent):
-                self.fail(f"the exponent {e.exponent} is not a finite number", e.line, e.col)
+                self.fail(f"the exponent {_number_words(e.exponent)}", e.line, e.col)
             elif isinstance(e, st.BinOp) and e.op == "@":
                 self.fail(f"`@` in atom `{a.name}`: an atom is a scalar function", e.line, e.col)
             elif isinstance(e, st.Index):
@@ -369,7 +369,7 @@ class _Builder:
     def make(self, e: st.Expr, args: list[Node]) -> Node:
         if isinstance(e, st.Num):
             if not math.isfinite(e.value):
-                self.fail(f"the number {e.value} is not finite", e.line, e.col)
+                self.fail(f"the number {_number_words(e.value)}", e.line, e.col)
                 raise _Poisoned
             return self.intern("const", (), (), (e.value,), f"{e.value:g}", e.line, e.col)
         if isinstance(e, st.Name):
@@ -395,7 +395,7 @@ class _Builder:
     def make_power(self, e: st.Pow, base: Node) -> Node:
         p = e.exponent
         if not math.isfinite(p):
-            self.fail(f"the exponent {p} is not a finite number", e.line, e.col)
+            self.fail(f"the exponent {_number_words(p)}", e.line, e.col)
             raise _Poisoned
         return self.intern("scalar", (base,), base.shape, ("power", p), f"{_wrap(base, 5)}^{p:g}",
                            e.line, e.col, 4)
@@ -542,3 +542,10 @@ def _walk(e: st.Expr):
         x = stack.pop()
         yield x
         stack.extend(_children(x))
+
+
+def _number_words(value: float) -> str:
+    """Why a literal is unusable: it overflows (inf), or it is undefined or rounds to 0 though nonzero (nan)."""
+    if math.isinf(value):
+        return f"{value} is not a finite number (the literal overflows double precision)"
+    return "nan: undefined, or out of the range of double precision (a nonzero literal that rounds to 0)"

@@ -56,7 +56,8 @@ def _dump_json(report: dict) -> None:
     depth = max((_depth(r) for r in report["results"]), default=0)
     sys.setrecursionlimit(max(limit, 4 * depth + 1000))
     try:
-        text = json.dumps(report, indent=1)
+        # indentation grows with depth, so a deep certificate is printed compactly (linear in its size)
+        text = json.dumps(report, indent=1 if depth <= 64 else None)
     finally:
         sys.setrecursionlimit(limit)
     sys.stdout.write(text + "\n")

@@ -166,9 +166,19 @@ def _int(tok) -> int:
     return int(digits) if len(digits) <= _BIG_INT_DIGITS else 10 ** _BIG_INT_DIGITS
 
 
+def _float(tok) -> float:
+    """The literal's value; NaN when it is nonzero but rounds to 0 (1e-400): silently reading 0 there could
+    prove a false claim, so the semantic pass reports NaN like an overflow, at the literal."""
+    value = float(tok)
+    mantissa = str(tok).lower().split("e")[0]
+    if value == 0 and any(c in "123456789" for c in mantissa):
+        return math.nan
+    return value
+
+
 def _signed(children) -> float:
     sign = -1.0 if len(children) == 2 and children[0] == "-" else 1.0
-    return sign * float(children[-1])
+    return sign * _float(children[-1])
 
 
 def _power(base: float, exponent: float) -> float:
@@ -264,7 +274,7 @@ def _make_transformer():
         def exponent(self, items):
             sign = -1.0 if items[0] == "-" else 1.0
             rest = items[1:] if getattr(items[0], "type", None) == "SIGN" else items
-            value = float(rest[0])
+            value = _float(rest[0])
             if len(rest) == 3:  # base ^ exponent, right-associative
                 value = _power(value, rest[2])
             return sign * value
@@ -279,7 +289,7 @@ def _make_transformer():
 
         def number(self, items):
             tok = items[0]
-            return Num(tok.line, tok.column, float(tok))
+            return Num(tok.line, tok.column, _float(tok))
 
         def name(self, items):
             tok = items[0]

@@ -97,15 +97,16 @@ class Verifier:
         """The three verdicts on `target` in the variables `wrt` (names, `inputs` or `params`)."""
         wrt = self.net.resolve_wrt(list(wrt))
         curv = self.analyzer.curvature(target, wrt)
-        props = {p: self._prove(target, wrt, p, curv) for p in PROPERTIES}
+        cert = certificate(self.analyzer, target, wrt) if curv is not Curvature.UNKNOWN else None
+        props = {p: self._prove(target, wrt, p, curv, cert) for p in PROPERTIES}
         if self.refute:
             self._refute_unproved(target, wrt, props, want)
         return Result(target, wrt, curv, props["convex"], props["concave"], props["affine"], line, claim,
                       conditions=self.analyzer.conditions(target))
 
-    def _prove(self, target: str, wrt: list[str], prop: str, curv: Curvature) -> PropertyResult:
-        if holds(curv, prop):
-            return PropertyResult(prop, Verdict.PROVED, certificate=certificate(self.analyzer, target, wrt))
+    def _prove(self, target: str, wrt: list[str], prop: str, curv: Curvature, cert: dict | None) -> PropertyResult:
+        if holds(curv, prop):  # one proof tree serves every property the curvature class gives
+            return PropertyResult(prop, Verdict.PROVED, certificate=cert)
         failure = self.analyzer.why_not(target, prop, wrt)
         node = self.net.nodes[failure.node]
         reason = f"at `{node.label}` (line {node.line}): {failure.rule} failed: {failure.reason}"

@@ -193,7 +193,7 @@ def test_a_large_chain_builds():
     ("input t\ny = t[0]\n", 2, 6, "indexing needs a vector, but `t` is a scalar"),
     ("param W[2, 2]\ny = W[0]\n", 2, 6, "is a matrix [2, 2]"),
     # numbers
-    ("input x\ny = x * 1e999\n", 2, 9, "not finite"),
+    ("input x\ny = x * 1e999\n", 2, 9, "not a finite number"),
     ("input x\ny = x ^ 1e400\n", 2, 7, "exponent inf is not a finite number"),
     ("input x\ny = x^10^400\n", 2, 6, "not a finite number"),
     ("input x\ny = x^(-8)^0.5\n", 2, 6, "exponent nan"),
@@ -227,7 +227,7 @@ def test_a_large_chain_builds():
     ("atom f(u) = leaky_relu(u, u)\n", 1, 27, "must be a number"),
     ("atom f(u) = maximum(u)\n", 1, 13, "at least two"),
     ("atom g(u) = u\natom f(u) = g(u, 1)\n", 2, 13, "`g` takes 1 argument"),
-    ("atom f(u) = u * 1e999\n", 1, 17, "not finite"),
+    ("atom f(u) = u * 1e999\n", 1, 17, "not a finite number"),
     ("atom f(u) = u^1e999\n", 1, 14, "not a finite number"),
     ("input x\natom x(u) = u\n", 2, 6, "already defined"),
 ])
