@@ -143,7 +143,8 @@ def test_huge_numbers_become_values_the_semantic_pass_reports():
     assert expr("x^10^400").exponent == math.inf          # the folded power overflows: no exception
     assert math.isnan(expr("x^(-8)^0.5").exponent)       # a negative base to a fractional power
     assert expr("x[" + "9" * 5000 + "]").index >= 10**100  # no ValueError from int() of 5000 digits
-    assert expr("1e-999").value == 0.0
+    assert math.isnan(expr("1e-999").value)                # nonzero but rounds to 0: reported, never read as 0
+    assert expr("0.0e-999").value == 0.0
 
 
 def test_nan_and_inf_are_names():
