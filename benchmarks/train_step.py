@@ -1,6 +1,7 @@
 """One training step (forward + backward + Adam update + projection) of input-convex networks.
 
-    python benchmarks/train_step.py [--act softplus|relu|both] [--seconds 1.0] [--dtype float64|float32|both]
+    python benchmarks/train_step.py [--act softplus|relu|both] [--dtype float64|float32|both] [--seconds 1.0]
+                                    [--rounds 3] [--single-core]
 
 For each size it prints the examples per second of dcpnet's compiled evaluator and of the same model in
 PyTorch on the CPU (when torch is installed), their ratio, the GEMM FLOPs of one step, the rate of the same
@@ -8,6 +9,11 @@ GEMMs done by bare `np.matmul`, and how close the step comes to that GEMM-bound 
 
 The ICNN (Amos et al. 2017): z_0 = act(Wx_0 x + b_0), z_k = act(Wz_k z_{k-1} + Wx_k x + b_k) with Wz_k >= 0,
 f = a @ z_last + c @ x + c0 with a >= 0, loss = (f - y)^2, trained on its batch mean.
+
+Torch runs in a child process per measurement (its OpenMP threads spin with OMP_WAIT_POLICY=ACTIVE and would
+starve NumPy's BLAS threads in a shared process); rounds alternate and the best of each is kept. With
+`--single-core` everything runs on one thread and is timed in CPU time, which other jobs on the machine
+barely disturb.
 """
 from __future__ import annotations
 
@@ -18,7 +24,15 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")   # torch's OpenMP pool otherwise stalls on 2 cores
+_WORKER = sys.argv[sys.argv.index("--torch-worker") + 1] if "--torch-worker" in sys.argv[:-1] else ""
+SINGLE_CORE = "--single-core" in sys.argv or _WORKER.endswith(",1")
+if SINGLE_CORE:   # one thread everywhere, timed in process CPU time: robust when other jobs share the machine
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "DCPNET_THREADS"):
+        os.environ[var] = "1"
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+else:
+    os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")   # torch's OpenMP pool otherwise stalls on 2 cores
+CLOCK = time.process_time if SINGLE_CORE else time.perf_counter
 
 import numpy as np
 
@@ -58,18 +72,17 @@ def time_steps(step, seconds: float) -> float:
     """Seconds per step: the best of five runs of enough steps to fill `seconds`."""
     step()
     step()
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     n = 0
-    while time.perf_counter() - t0 < seconds / 5 or n < 3:
+    while CLOCK() - t0 < seconds / 5 or n < 3:
         step()
         n += 1
-    per = (time.perf_counter() - t0) / n
-    best = per
+    best = (CLOCK() - t0) / n
     for _ in range(4):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         for _ in range(n):
             step()
-        best = min(best, (time.perf_counter() - t0) / n)
+        best = min(best, (CLOCK() - t0) / n)
     return best
 
 
@@ -138,7 +151,7 @@ def dcpnet_step(net, params, x, y, dtype):
 def torch_step(params, x, y, depth, act, dtype):
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1 if SINGLE_CORE else 2)
     tdt = torch.float32 if dtype == np.float32 else torch.float64
     p = {k: torch.tensor(v, dtype=tdt, requires_grad=True) for k, v in params.items()}
     tx, ty = torch.tensor(x, dtype=tdt), torch.tensor(y, dtype=tdt)
@@ -175,7 +188,7 @@ def torch_seconds(d, w, depth, batch, act, dtype, seconds) -> float | None:
     """Seconds per torch step, measured in a child process: torch's spinning OpenMP threads
     (OMP_WAIT_POLICY=ACTIVE) would otherwise steal both cores from NumPy's BLAS in this one."""
     cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker",
-           ",".join(map(str, (d, w, depth, batch, act, np.dtype(dtype).name, seconds)))]
+           ",".join(map(str, (d, w, depth, batch, act, np.dtype(dtype).name, seconds, int(SINGLE_CORE))))]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return None
@@ -183,7 +196,7 @@ def torch_seconds(d, w, depth, batch, act, dtype, seconds) -> float | None:
 
 
 def torch_worker(spec: str) -> None:
-    d, w, depth, batch, act, dtype, seconds = spec.split(",")
+    d, w, depth, batch, act, dtype, seconds, _ = spec.split(",")
     d, w, depth, batch, dtype = int(d), int(w), int(depth), int(batch), np.dtype(dtype).type
     _, params, x, y = problem(d, w, depth, batch, act, dtype)
     print(time_steps(torch_step(params, x, y, depth, act, dtype), float(seconds)))
@@ -195,6 +208,8 @@ def main() -> None:
     ap.add_argument("--dtype", choices=["float64", "float32", "both"], default="both")
     ap.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved measurements of each, best kept")
+    ap.add_argument("--single-core", action="store_true", help="one thread for NumPy, BLAS and torch, timed in "
+                    "CPU time: a per-core comparison that stays meaningful on a loaded machine")
     ap.add_argument("--torch-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.torch_worker:
