@@ -35,7 +35,7 @@ def claims():
         for c in net.checks:
             if c.negated:
                 yield f"{path.stem}:{c.pos.line} not {c.prop}({c.target})", net, c.target, [n for n, _ in c.wrt], c.prop
-    for depth in (3, 10, 30):
+    for depth in (3, 10, 30, 100):
         net = load_text(deep_relu(depth))
         yield f"deep relu, depth {depth}, in x", net, "f", ["x"], "convex"
         yield f"deep relu, depth {depth}, in params", net, "f", ["params"], "convex"

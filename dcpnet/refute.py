@@ -42,12 +42,18 @@ class Refuter:
         sign = 1.0 if prop == "convex" else -1.0
         best = None
         rounds = 0
+        scalar = self.net.nodes[node].shape == ()
         while time.perf_counter() < deadline:
             scale = SCALES[rounds % len(SCALES)]
-            if best is not None and rounds % 2 == 1:
-                cand = self._mutate(best, wrt, fixed, rng, scale)
-            else:
+            if best is None or rounds % 4 == 0:
                 cand = self._sample(wrt, fixed, rng, scale, BATCH)
+            elif rounds % 4 == 1:
+                cand = self._mutate(best, wrt, fixed, rng, scale)
+            elif rounds % 4 == 2:
+                cand = self._line_probe(best, wrt, fixed, rng, scale)
+            else:
+                cand = self._ascend(node, best, wrt, fixed, sign, scale) if scalar else \
+                    self._mutate(best, wrt, fixed, rng, scale)
             rounds += 1
             gaps, values = self._gaps(node, cand, wrt, fixed, sign)
             if gaps is None:
@@ -123,6 +129,44 @@ class Refuter:
                 base = best[group][v][pick]
                 noise = scale * 0.1 * rng.standard_normal(base.shape) * (rng.random(base.shape) < 0.3)
                 out[group][v] = self._snap(v, base + noise)
+        return out
+
+    def _line_probe(self, best: dict, wrt, fixed, rng, scale) -> dict:
+        """Second differences along random lines through good midpoints, at step sizes over four decades:
+        where f curves the wrong way along some direction, a short symmetric pair shows it."""
+        pick = rng.integers(0, len(best["gap"]), size=BATCH)
+        steps = scale * 10.0 ** rng.uniform(-3, 1, size=BATCH)
+        out: dict = {"fixed": {v: best["fixed"][v][pick] for v in fixed}, "a": {}, "b": {}}
+        for v in wrt:
+            centre = (best["a"][v][pick] + best["b"][v][pick]) / 2
+            direction = rng.standard_normal(centre.shape)
+            shift = direction * steps.reshape((-1,) + (1,) * (centre.ndim - 1))
+            out["a"][v] = self._snap(v, centre - shift)
+            out["b"][v] = self._snap(v, centre + shift)
+        return out
+
+    def _ascend(self, node: int, best: dict, wrt, fixed, sign: float, scale: float) -> dict:
+        """One normalised gradient step on the Jensen gap of each kept candidate (scalar outputs):
+        d gap / d a = (f'(m) - f'(a)) / 2, likewise for b; the fixed values move along f'(m) - mean f'."""
+        n = len(best["gap"])
+        env = {v: np.concatenate([x, x, x]) for v, x in best["fixed"].items()}
+        for v in wrt:
+            a, b = best["a"][v], best["b"][v]
+            env[v] = np.concatenate([a, b, (a + b) / 2])
+        try:
+            _, grads = self._plan(node).backward(env, batched=set(env), loss=node, per_example=True)
+        except (FloatingPointError, ValueError, ZeroDivisionError, OverflowError):
+            return best
+        out: dict = {"fixed": {}, "a": {}, "b": {}}
+        for group, names in (("a", wrt), ("b", wrt), ("fixed", fixed)):
+            for v in names:
+                g = grads[v]
+                ga, gb, gm = g[:n], g[n:2 * n], g[2 * n:]
+                with np.errstate(all="ignore"):  # candidates outside a domain have NaN gradients: they stay put
+                    step = {"a": (gm - ga) / 2, "b": (gm - gb) / 2, "fixed": gm - (ga + gb) / 2}[group] * sign
+                    norm = np.sqrt((step.reshape(n, -1) ** 2).sum(axis=1)).reshape((-1,) + (1,) * (step.ndim - 1))
+                    move = np.nan_to_num(step / (norm + 1e-300)) * 0.1 * scale
+                out[group][v] = self._snap(v, best[group][v] + move)
         return out
 
     def _keep_best(self, best, cand, gaps, order) -> dict:
