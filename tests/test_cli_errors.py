@@ -48,7 +48,7 @@ def test_conformance_bad_cases(path, capsys):
     ("input x\r\ny = x\r\ncheck convex(y) in xx\r\n", 3, 20, "did you mean `x`"),
     ("input x\n\n\ty =\tsqrtt(x)\n", 3, 6, "did you mean `sqrt`"),
     ("input x in [2, 1]\n", 1, 13, "lower bound exceeds"),
-    ("input x\ny = x * 1e999", 2, 9, "not finite"),
+    ("input x\ny = x * 1e999", 2, 9, "not a finite number"),
 ])
 def test_own_bad_files(tmp_path, capsys, text, line, col, words):
     path = tmp_path / "bad.net"

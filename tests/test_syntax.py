@@ -227,3 +227,9 @@ def test_deep_nesting_parses_without_recursion():
 
 def test_grammar_is_found():
     assert "start:" in st.grammar_text()
+
+
+@pytest.mark.parametrize("name", ["inputx", "params_1", "notx", "convexity", "affine2", "checker", "atoms"])
+def test_names_may_start_with_a_keyword(name):
+    prog = st.parse(f"{name} = 3\n")
+    assert prog.statements[0].name == name
