@@ -15,7 +15,7 @@ CONFORMANCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "conforma
 
 def deep_relu(depth: int, width: int = 16) -> str:
     """A relu network with unconstrained weights: not convex in x (Wz of either sign)."""
-    lines = [f"input x[4]", f"param W0[{width}, 4]", "z0 = relu(W0 @ x)"]
+    lines = ["input x[4]", f"param W0[{width}, 4]", "z0 = relu(W0 @ x)"]
     for k in range(1, depth):
         lines += [f"param W{k}[{width}, {width}], b{k}[{width}]", f"z{k} = relu(W{k} @ z{k - 1} + b{k})"]
     lines += [f"param w[{width}]", f"f = w @ z{depth - 1}"]

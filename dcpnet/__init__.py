@@ -11,5 +11,15 @@ from .lattice import Curvature, Verdict
 from .verify import Result, Verifier, check_file, load_string, verify
 
 __version__ = "0.1.0"
-__all__ = ["DcpnetError", "Network", "load", "load_string", "verify", "check_file", "Verifier", "Result",
-           "Curvature", "Verdict"]
+__all__ = [
+           "Curvature",
+           "DcpnetError",
+           "Network",
+           "Result",
+           "Verdict",
+           "Verifier",
+           "check_file",
+           "load",
+           "load_string",
+           "verify",
+]

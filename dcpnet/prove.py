@@ -253,7 +253,7 @@ class Analyzer:
         """Walk down from `root` to the lowest node where the rules could not give `prop`."""
         wrt = self.net.resolve_wrt(list(wrt))
         steps = self.steps(wrt)
-        node_id, prop = self._id(root), prop
+        node_id = self._id(root)
         while True:
             if prop == "affine":
                 prop = "convex" if not steps[node_id].curvature.is_convex else "concave"

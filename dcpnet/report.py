@@ -233,4 +233,4 @@ def training_progress():
         yield update
 
 
-__all__ = ["run_check", "print_results", "walk"]
+__all__ = ["print_results", "run_check", "walk"]

@@ -302,7 +302,7 @@ def _make_transformer():
 def _parser():
     from lark import Lark
 
-    options = dict(parser="lalr", lexer="contextual", transformer=_make_transformer(), maybe_placeholders=False)
+    options = {"parser": "lalr", "lexer": "contextual", "transformer": _make_transformer(), "maybe_placeholders": False}
     try:  # lark keeps the LALR tables in a temp file keyed by the grammar's hash: ~100 ms less per process
         return Lark(grammar_text(), cache=True, **options)
     except OSError:

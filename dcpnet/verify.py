@@ -149,7 +149,7 @@ class Verifier:
         if len(params) > limit:
             return [[p] for p in params if holds(self.analyzer.curvature(target, [p]), "convex")]
         found: list[frozenset] = []
-        for mask in sorted(range(1, 1 << len(params)), key=lambda m: -bin(m).count("1")):
+        for mask in sorted(range(1, 1 << len(params)), key=lambda m: -m.bit_count()):
             group = frozenset(p for i, p in enumerate(params) if mask >> i & 1)
             if any(group <= g for g in found):
                 continue
