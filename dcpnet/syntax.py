@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import math
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
@@ -309,7 +310,164 @@ def _parser():
         return Lark(grammar_text(), **options)
 
 
-def parse(text: str, file: str = "<input>") -> Program:
+# -- a fast path for files of many similar lines ---------------------------------------------------------
+# Statements are one line each, and a deep network repeats a few line shapes (`zK = relu(WK @ zJ + bK)`).
+# The first line of each shape is parsed by lark from the grammar; its tree becomes a template whose tokens
+# are slots. Later lines of the same shape fill the slots with their own tokens and run the same
+# transformer callbacks, skipping lark's lexer and LALR loop. Any line lark would not accept alone, or a
+# character the scanner does not know, sends the whole file down the ordinary path (which reports errors).
+_LEXEME = re.compile(r"""[ \t\f\v]*(?:
+    (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op>\*\*|>=|<=|[-+*/@^()\[\],=])
+  | (?P<comment>\#[^\n]*)
+  | $)""", re.VERBOSE)
+_FAST_MAX_LEXEMES = 200          # longer lines (deep nesting) go the ordinary way: templates are recursive
+_templates: dict[tuple, tuple | None] = {}
+
+
+def _lexemes(line: str) -> list[tuple[str, str, int]] | None:
+    """(kind, text, column) of each lexeme of one line, or None at a character the language lacks."""
+    out, pos, end = [], 0, len(line)
+    while True:
+        m = _LEXEME.match(line, pos)
+        if m is None:
+            return None
+        kind = m.lastgroup
+        if kind is None or kind == "comment":   # end of the line
+            return out if m.end() == end else None
+        text = m.group(kind)
+        out.append((kind, text, m.start(kind) + 1))
+        pos = m.end()
+
+
+def _shape_key(lexemes) -> tuple:
+    """What decides how lark lexes and parses a line: operators and keywords as written, names as a class,
+    numbers by whether they are plain digits (INT and NUMBER both match those)."""
+    key = []
+    for kind, text, _ in lexemes:
+        if kind == "op" or text in _grammar_words():
+            key.append(text)
+        elif kind == "num":
+            key.append("digits" if text.isdigit() else "number")
+        else:
+            key.append("name")
+    return tuple(key)
+
+
+@lru_cache(maxsize=1)
+def _grammar_words() -> frozenset:
+    """Every keyword of the grammar (quoted words and the alternatives of keyword patterns like KIND)."""
+    grammar = grammar_text()
+    words = set(re.findall(r'"([A-Za-z_]+)"', grammar))
+    for group in re.findall(r"/\(?([A-Za-z_|]+)\)?\(\?!", grammar):
+        words.update(group.split("|"))
+    return frozenset(words)
+
+
+@lru_cache(maxsize=1)
+def _tree_parser():
+    from lark import Lark
+
+    options = {"parser": "lalr", "lexer": "contextual", "maybe_placeholders": False}
+    try:
+        return Lark(grammar_text(), cache=True, **options)
+    except OSError:
+        return Lark(grammar_text(), **options)
+
+
+def _template(line: str, lexemes) -> tuple | None:
+    """The parse tree of one line with each token replaced by (lexeme index, token type); None if lark
+    does not accept the line alone or its tokens do not line up with the scanner's lexemes."""
+    from lark import Token, Tree
+    from lark.exceptions import LarkError
+
+    try:
+        tree = _tree_parser().parse(line + "\n")
+    except LarkError:
+        return None
+    at_column = {col: i for i, (_, _, col) in enumerate(lexemes)}
+
+    def convert(node):
+        if isinstance(node, Token):
+            i = at_column.get(node.column)
+            if i is None or lexemes[i][1] != str(node) or not _same_class(lexemes[i], node.type):
+                raise LookupError
+            return (i, node.type)
+        return (str(node.data), [convert(k) for k in node.children])
+
+    if not isinstance(tree, Tree) or str(tree.data) != "program" or len(tree.children) != 1:
+        return None
+    try:
+        return convert(tree.children[0])
+    except LookupError:
+        return None
+
+
+class _Token(str):
+    """What the callbacks read of a lark Token (its text, type, line and column), made cheaply."""
+
+    __slots__ = ("column", "line", "type")
+
+
+def _token(kind: str, text: str, line: int, column: int) -> _Token:
+    tok = _Token(text)
+    tok.type, tok.line, tok.column = kind, line, column
+    return tok
+
+
+def _same_class(lexeme, token_type: str) -> bool:
+    """A slot's lexeme class must be what lark made of it: a name a NAME, plain digits an INT or NUMBER."""
+    kind, text, _ = lexeme
+    if kind == "word" and text not in _grammar_words():
+        return token_type == "NAME"
+    if kind == "num":
+        return token_type in ("INT", "NUMBER")
+    return True
+
+
+def _fill(template: tuple, lexemes, line_no: int, callbacks: dict):
+    """Run the transformer callbacks over a template whose slots hold this line's tokens."""
+    head, rest = template
+    if head.__class__ is int:
+        return _token(rest, lexemes[head][1], line_no, lexemes[head][2])
+    return callbacks[head]([_fill(k, lexemes, line_no, callbacks) for k in rest])
+
+
+def _parse_by_templates(text: str) -> Program | None:
+    callbacks = _callbacks()
+    statements = []
+    for line_no, line in enumerate(text.split("\n"), 1):
+        lexemes = _lexemes(line)
+        if lexemes is None or len(lexemes) > _FAST_MAX_LEXEMES:
+            return None
+        if not lexemes:
+            continue
+        key = _shape_key(lexemes)
+        if key not in _templates:
+            made = _template(line, lexemes)
+            _templates[key] = made if made is not None and _known_rules(made, callbacks) else None
+        template = _templates[key]
+        if template is None:
+            return None
+        statements.append(_fill(template, lexemes, line_no, callbacks))
+    return callbacks["program"](statements)
+
+
+def _known_rules(template: tuple, callbacks: dict) -> bool:
+    head, rest = template
+    return head.__class__ is int or (head in callbacks and all(_known_rules(k, callbacks) for k in rest))
+
+
+@lru_cache(maxsize=1)
+def _callbacks() -> dict:
+    """The transformer's callbacks by rule name, bound once (lark's v_args wraps them at every lookup)."""
+    transformer = _make_transformer()
+    return {name: getattr(transformer, name) for name in dir(transformer)
+            if not name.startswith("_") and callable(getattr(transformer, name))}
+
+
+def parse(text: str, file: str = "<input>", fast: bool = True) -> Program:
     """Parse `.net` text into a Program; a syntax error raises DcpnetError with one diagnostic per bad line.
 
     >>> prog = parse("input x, y[2] >= 0\\nz = relu(y) * x\\n")
@@ -324,6 +482,12 @@ def parse(text: str, file: str = "<input>") -> Program:
 
     text = normalise(text)
     source = SourceText(text, file)
+    if fast:
+        with gc_paused():
+            program = _parse_by_templates(text)
+        if program is not None:
+            program.source = source
+            return program
     work = text if text.endswith("\n") else text + "\n"
     errors = []
     while len(errors) < MAX_SYNTAX_ERRORS:
