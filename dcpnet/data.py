@@ -36,6 +36,8 @@ def read_npz(path) -> dict[str, np.ndarray]:
                 arrays[name] = archive[name]
             except Exception as err:  # noqa: BLE001 - a corrupt member fails in many ways
                 raise _fail(path, f"array `{name}` cannot be read: {_why(err)}") from None
+            if not isinstance(arrays[name], np.ndarray):  # NumPy hands back raw bytes for a non-.npy member
+                raise _fail(path, f"array `{name}` is not a .npy array")
         return arrays
 
 

@@ -182,9 +182,7 @@ DATA_CASES = ["missing x", "x without example axis", "x wrong width", "x transpo
               "a .npy array", "zip with a corrupt member"]
 PARAM_CASES = ["missing W", "W transposed", "W with a batch axis", "b scalar", "NaN in b", "v breaks v >= 0",
                "object W", "empty file", "text renamed .npz"]
-KNOWN = {"zip with a corrupt member": "data.read_npz returns NpzFile's raw bytes for a member that is not a .npy "
-                                      "array; load_data then fails with AttributeError: 'bytes' object has no "
-                                      "attribute 'ndim' (a traceback)"}
+KNOWN: dict[str, str] = {}   # case name → the bug it hits (strict xfail); empty: all fixed
 
 
 def _marked(*args):
