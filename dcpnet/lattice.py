@@ -151,7 +151,10 @@ class Interval:
 
         if self.is_point:
             return "{" + fmt(self.lo) + "}"
-        return f"[{fmt(self.lo)}, {fmt(self.hi)}]"
+        # an infinite end is never attained: written open, as in [-1, inf)
+        left = "(" if self.lo == -INF else "["
+        right = ")" if self.hi == INF else "]"
+        return f"{left}{fmt(self.lo)}, {fmt(self.hi)}{right}"
 
 
 REALS = Interval()

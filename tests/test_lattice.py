@@ -260,7 +260,7 @@ def test_interval_basics():
     assert Interval(0, 1).within(REALS) and not REALS.within(NONNEG)
     assert NONNEG.meet(NONPOS) == point(0.0) and Interval(1, 2).meet(Interval(3, 4)) is None
     assert NONNEG.hull(NONPOS) == REALS and NONNEG.as_list() == [0.0, None]
-    assert str(point(2.0)) == "{2}" and str(Interval(-INF, 1.5)) == "[-inf, 1.5]"
+    assert str(point(2.0)) == "{2}" and str(Interval(-INF, 1.5)) == "(-inf, 1.5]"
     assert type(Interval(np.float64(1.0), np.float64(2.0)).lo) is float
     with pytest.raises(ValueError):
         Interval(2.0, 1.0)
