@@ -210,7 +210,7 @@ class Analyzer:
         rec = REDUCTIONS[node.attrs[0]]
         monos = []
         for i, a in enumerate(node.args):
-            if rec.arity == "quad_over_lin" and i == 1:
+            if i == 1 and rec.monotone_v == "decreasing":   # quad_over_lin's scalar v
                 monos.append(M.DECREASING)
             elif rec.monotone == "increasing":
                 monos.append(M.INCREASING)
