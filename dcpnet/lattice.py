@@ -96,7 +96,7 @@ class Interval:
     """A closed interval [lo, hi] of the extended reals; one range shared by every entry of a node.
 
     >>> Interval(0, 1).within(Interval(-1, 2)), str(Interval(0, INF)), str(point(2))
-    (True, '[0, inf]', '{2}')
+    (True, '[0, inf)', '{2}')
     """
 
     lo: float = -INF
