@@ -37,11 +37,3 @@ def certificate(analyzer, target, wrt) -> dict:
                 stack.append((a, child))
     return tree
 
-
-def walk(tree: dict):
-    """Every node of a certificate tree, parents before children, without recursion."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        yield node
-        stack.extend(reversed(node["children"]))

@@ -9,7 +9,6 @@ import json
 import sys
 from contextlib import contextmanager
 
-from .certificate import walk
 from .cli import EXIT_FAILED, EXIT_OK, load_network
 from .errors import DcpnetError, Diagnostic, did_you_mean
 from .lattice import Verdict
@@ -233,4 +232,4 @@ def training_progress():
         yield update
 
 
-__all__ = ["print_results", "run_check", "walk"]
+__all__ = ["print_results", "run_check", "training_progress"]
