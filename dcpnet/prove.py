@@ -203,8 +203,7 @@ class Analyzer:
         concave = rec.concave and all(_arg_ok(g, m, "concave") for g, m in zip(kids, monos))
         curv = L.curvature_of(convex, concave)
         shape = "affine" if rec.convex and rec.concave else "convex" if rec.convex else "concave"
-        args = ", ".join(f"{m} in a {g} argument" for g, m in zip(kids, monos))
-        return Step(curv, f"composition: {rec.name} {shape}; {args}")
+        return Step(curv, "composition: {} {}; {}", (rec.name, shape, _ArgWords(tuple(zip(kids, monos)))))
 
     def reduction_monotonicity(self, node: Node) -> list[Monotonicity]:
         rec = REDUCTIONS[node.attrs[0]]
@@ -406,6 +405,16 @@ def _domain_words(f: ScalarAtom) -> str:
     left = "-inf" if lo == -L.INF else f"{lo:g}"
     right = "inf" if hi == L.INF else f"{hi:g}"
     return f"{'(' if f.open_at[0] or lo == -L.INF else '['}{left}, {right}{')' if f.open_at[1] or hi == L.INF else ']'}"
+
+
+@dataclass(frozen=True)
+class _ArgWords:
+    """Each argument's curvature and the outer function's monotonicity in it (formatted lazily)."""
+
+    pairs: tuple
+
+    def __str__(self) -> str:
+        return ", ".join(f"{m} in a {g} argument" for g, m in self.pairs)
 
 
 def _only_on(name: str, what: str, pieces) -> str:
