@@ -197,7 +197,7 @@ def _tree_label(node: dict) -> str:
 
     c = node["curvature"]
     lo, hi = node["range"]
-    rng = f"[{'-inf' if lo is None else f'{lo:.4g}'}, {'inf' if hi is None else f'{hi:.4g}'}]"
+    rng = f"{'(-inf' if lo is None else f'[{lo:.4g}'}, {'inf)' if hi is None else f'{hi:.4g}]'}"
     return f"[{COLOURS[c]}]{c}[/] {escape(node['expr'])}  [dim]{escape(rng)} {escape(node['rule'])}[/]"
 
 
