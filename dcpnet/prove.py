@@ -172,15 +172,15 @@ class Analyzer:
         box = self.box(node)
         if box is None:  # defined nowhere: every claim holds vacuously (the range is a sound outer bound)
             return Step(C.CONSTANT, "{} is defined nowhere: its argument never lies in its domain {}",
-                        (f.name, f.domain))
+                        (_called(f), f.domain))
         mono = f.monotonicity_on_box(box)
         if mono is M.CONSTANT:
-            return Step(C.CONSTANT, "{} is constant on {}", (f.name, box))
+            return Step(C.CONSTANT, "{} is constant on {}", (_called(f), box))
         g = kids[0]
         convex = f.convex_on_box(box) and _arg_ok(g, mono, "convex") and self._domain_ok(node, f, g)
         concave = f.concave_on_box(box) and _arg_ok(g, mono, "concave") and self._domain_ok(node, f, g)
         curv = L.curvature_of(convex, concave)
-        return Step(curv, "composition: {} {}, {} on {}; argument {}", (f.name, _ShapeWords(f, box), mono, box, g))
+        return Step(curv, "composition: {} {}, {} on {}; argument {}", (_called(f), _ShapeWords(f, box), mono, box, g))
 
     def box(self, node: Node) -> Interval | None:
         """The argument's range met with the atom's domain: where the atom's facts are read."""
@@ -238,7 +238,7 @@ class Analyzer:
             if f.defined_on(r):
                 return None
             arg = self.net.nodes[node.args[0]].label
-            return f"{f.name} needs `{arg}` in {_domain_words(f)}"
+            return f"{_called(f)} needs `{arg}` in {_domain_words(f)}"
         if node.op == "div":
             r = self.ranges[node.args[1]]
             return None if r.lo > 0 or r.hi < 0 else f"`{self.net.nodes[node.args[1]].label}` ≠ 0 (a divisor)"
@@ -312,34 +312,35 @@ class Analyzer:
         f, box = self.atom(node), self.box(node)
         arg = self.net.nodes[node.args[0]]
         if box is None:
-            return Failure(node.id, "domain", f"the argument `{arg.label}` never lies in the domain of {f.name}")
+            return Failure(node.id, "domain", f"the argument `{arg.label}` never lies in the domain of {_called(f)}")
         has = f.convex_on_box(box) if prop == "convex" else f.concave_on_box(box)
         if not has:
             where = f.convex_on if prop == "convex" else f.concave_on
             return Failure(node.id, "curvature of the outer function",
-                           f"{f.name} is not {prop} on {box}, the range of its argument `{arg.label}`"
-                           + _only_on(f.name, prop, where), _restrict_hint(f.name, where))
+                           f"{_called(f)} is not {prop} on {box}, the range of its argument `{arg.label}`"
+                           + _only_on(_called(f), prop, where), _restrict_hint(_called(f), where))
         mono = f.monotonicity_on_box(box)
         g = kids[0]
         if not self._domain_ok(node, f, g):
-            return Failure(node.id, "domain", f"`{arg.label}` may leave the domain {f.domain} of {f.name}, and the set "
+            return Failure(node.id, "domain", f"`{arg.label}` may leave the domain {f.domain} of {_called(f)}, and the set "
                            f"where it stays inside need not be convex ({arg.label} is {g})")
         if _arg_ok_direction(mono, prop) is not None:
             return node.args[0], _arg_ok_direction(mono, prop)
         if not (g.is_convex or g.is_concave):
             return Failure(node.id, "composition",
-                           f"{f.name} is {mono} on {box}, so its argument `{arg.label}` must be affine, but it is "
+                           f"{_called(f)} is {mono} on {box}, so its argument `{arg.label}` must be affine, but it is "
                            f"{g}", "make the argument affine in the variables, or analyse in fewer variables")
         need = "nondecreasing" if holds(g, prop) else "nonincreasing"
         pieces = f.increasing_on if need == "nondecreasing" else f.decreasing_on
         return Failure(node.id, "monotonicity of the outer function",
-                       f"{f.name} is {mono} on {box}, the range of its argument `{arg.label}` ({g}); the "
+                       f"{_called(f)} is {mono} on {box}, the range of its argument `{arg.label}` ({g}); the "
                        f"composition needs it {need} there: " + self._derivative_words(f, box, need)
-                       + _only_on(f.name, need, pieces), _restrict_hint(f.name, pieces))
+                       + _only_on(_called(f), need, pieces), _restrict_hint(_called(f), pieces))
 
     def _derivative_words(self, f: ScalarAtom, box: Interval, need: str) -> str:
         """f' in words; for user atoms, where on the box its sign is wrong (sympy is loaded for them anyway)."""
-        words = f"{f.name}'({self._arg_name(f)}) = {f.derivative}"
+        arg = self._arg_name(f)
+        words = f"d/du {_called(f)} = {f.derivative}" if f.name == "power" else f"{f.name}'({arg}) = {f.derivative}"
         if f.name in self.net.atom_defs and need == "nondecreasing":
             from .symbolic import explain_monotone
 
@@ -415,6 +416,11 @@ class _ArgWords:
 
     def __str__(self) -> str:
         return ", ".join(f"{m} in a {g} argument" for g, m in self.pairs)
+
+
+def _called(f: ScalarAtom) -> str:
+    """The atom as a reader knows it: `u^3` for a power (whose record is named "power"), else its name."""
+    return f"u^{f.params[0]:g}" if f.name == "power" else f.name
 
 
 def _only_on(name: str, what: str, pieces) -> str:
