@@ -344,7 +344,8 @@ def power(p: float) -> ScalarAtom:
     f = _quiet(lambda u: np.power(u, float(p)))
     df = _quiet(lambda u: p * np.power(u, float(p) - 1)) if p != 0 else (lambda u: np.zeros_like(u, dtype=float))
     mp = (lambda u: u ** (int(p) if is_int else _mp().mpf(p)))
-    common = {"name": "power", "formula": f"u^{p:g}", "derivative": f"{p:g}·u^{p - 1:g}", "f": f, "df": df,
+    slope = {0: "0", 1: "1", 2: "2·u"}.get(p, f"{p:g}·u^{p - 1:g}")   # d/du u^p, written as a person would
+    common = {"name": "power", "formula": f"u^{p:g}", "derivative": slope, "f": f, "df": df,
               "mp": mp, "params": (p,), "zeros": (point(0.0),) if p > 0 else (), "rtol": _RTOL}
     if p == 0:
         return ScalarAtom(convex_on=(REALS,), concave_on=(REALS,), increasing_on=(REALS,),
