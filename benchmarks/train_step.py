@@ -98,9 +98,13 @@ def gemm_rate(shapes, dtype, seconds: float) -> float:
 
 class Adam:
     """Adam in place: preallocated moments and scratch, constants folded, and cache-blocked: all passes run
-    on one L2-sized block before the next, so a big layer streams from memory once, not twelve times."""
+    on one L2-sized block before the next, so a big layer streams from memory once, not ten times.
 
-    BLOCK = 1 << 15                     # entries per block: five arrays of it fit in L2
+    The moments are kept unnormalised, M = m / (1 - b1) and V = v / (1 - b2), which saves two passes
+    (M = b1 M + g needs no (1 - b1) g); the update is the same as torch's up to rounding."""
+
+    BLOCK = 1 << 16                     # entries per block: five arrays of it fit in L2, and a block's
+    #                                     ufunc calls are long enough for two threads to share the GIL
 
     def __init__(self, params: dict[str, np.ndarray]):
         self.m = {k: np.zeros_like(v) for k, v in params.items()}
@@ -110,25 +114,24 @@ class Adam:
 
     def step(self, params: dict, grads: dict) -> None:
         self.t += 1
-        c2 = np.sqrt(1 - BETA2 ** self.t)
-        # p -= lr/(1-b1^t) * m / (sqrt(v)/c2 + eps) = (lr*c2/(1-b1^t)) * m / (sqrt(v) + eps*c2)
-        scale, eps, block = LR * c2 / (1 - BETA1 ** self.t), EPS * c2, self.BLOCK
+        # p -= lr m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) with m = (1-b1) M, v = (1-b2) V:
+        # p -= scale * M / (sqrt(V) + eps'), in Python floats (an np.float64 would upcast float32 passes)
+        root = math.sqrt((1 - BETA2) / (1 - BETA2 ** self.t))
+        scale, eps, block = LR * (1 - BETA1) / (1 - BETA1 ** self.t) / root, EPS / root, self.BLOCK
         for k, p in params.items():
             flat = [a.reshape(-1) for a in (p, grads[k], self.m[k], self.v[k], self.tmp[k])]
 
             def blocks(lo, hi, flat=flat):
                 for i in range(lo * block, min(hi * block, flat[0].size), block):
                     _adam_rows(*(a[i:i + block] for a in flat), scale, eps)
-            split_rows(blocks, -(-p.size // block), p.size)
+            split_rows(blocks, -(-p.size // block), p.size, least=2 * block)   # a block is worth a handoff
 
 
 def _adam_rows(p, g, m, v, t, scale, eps):
-    np.subtract(g, m, out=t)            # m += (1 - b1)(g - m)
-    t *= 1 - BETA1
-    m += t
-    np.multiply(g, g, out=t)            # v += (1 - b2)(g^2 - v)
-    t -= v
-    t *= 1 - BETA2
+    m *= BETA1                          # M = b1 M + g
+    m += g
+    np.multiply(g, g, out=t)            # V = b2 V + g^2
+    v *= BETA2
     v += t
     np.sqrt(v, out=t)
     t += eps

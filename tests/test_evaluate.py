@@ -102,6 +102,29 @@ def test_kink_convention():
     assert grads["e"].tolist() == [0.0, 1.0, 0.0]
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("top", [5.0, 85.0, 750.0])
+def test_softplus_paths_exact(dtype, top):
+    """softplus takes log1p(exp(u)) when the batch's max lets exp stay finite, else max(u, 0) + log1p(exp(-|u|)):
+    either way within 2 ulps of the mpmath value, and its gradient the sigmoid."""
+    import mpmath
+
+    u = np.concatenate([np.linspace(-120, top, 301), -np.logspace(-30, 2, 50), np.logspace(-30, 0.6, 50)])
+    u = u.astype(dtype)
+    u = u[np.isfinite(u)]
+    plan = compile_network(load_text("input u\nf = softplus(u)\n"), dtype=dtype)
+    got = plan.forward({"u": u})["f"]
+    assert got.dtype == dtype
+    with mpmath.workdps(40):
+        want = np.array([float(mpmath.log1p(mpmath.exp(mpmath.mpf(float(v))))) for v in u])
+        sig = np.array([float(1 / (1 + mpmath.exp(-mpmath.mpf(float(v))))) for v in u])
+    normal = want.astype(dtype) > np.finfo(dtype).tiny
+    ulps = np.abs(got[normal] - want[normal]) / np.spacing(want[normal].astype(dtype))
+    assert ulps.max() <= 2
+    _, grads = plan.backward({"u": u}, loss="f", per_example=True)
+    np.testing.assert_allclose(grads["u"], sig, rtol=200 * np.finfo(dtype).eps, atol=np.finfo(dtype).tiny)
+
+
 # -- reductions and binary operations -------------------------------------------------------------------
 REDUCTION_NETS = {
     "sum": "input x[2, 3]\ny = sum(x)\n",
