@@ -87,6 +87,7 @@ def time_steps(step, seconds: float) -> float:
 
 
 def gemm_rate(shapes, dtype, seconds: float) -> float:
+    """FLOP/s of bare `np.matmul` on C-contiguous operands of the step's GEMM shapes, run back to back."""
     rng = np.random.default_rng(0)
     pairs = [(rng.normal(size=(m, k)).astype(dtype), rng.normal(size=(k, n)).astype(dtype)) for m, k, n in shapes]
 
@@ -234,14 +235,14 @@ def main() -> None:
             for d, w, depth, batch in SIZES:
                 # interleaved rounds, best of each: the machine's load drifts between measurements
                 t_torch = t_ours = math.inf
+                shapes, rate = gemm_shapes(d, w, depth, batch), 0.0
                 for _ in range(args.rounds):
                     if have_torch:
                         t_torch = min(t_torch, torch_seconds(d, w, depth, batch, act, dtype, args.seconds) or math.inf)
                     net, params, x, y = problem(d, w, depth, batch, act, dtype)
                     t_ours = min(t_ours, time_steps(dcpnet_step(net, params, x, y, dtype), args.seconds))
+                    rate = max(rate, gemm_rate(shapes, dtype, args.seconds / 2))   # the bound: its best round too
                 t_torch = None if t_torch == math.inf else t_torch
-                shapes = gemm_shapes(d, w, depth, batch)
-                rate = gemm_rate(shapes, dtype, args.seconds)
                 bound = batch / (flops(shapes) / rate)
                 ours = batch / t_ours
                 theirs = f"{batch / t_torch:10.0f}" if t_torch else f"{'-':>10}"
