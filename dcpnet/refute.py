@@ -43,9 +43,12 @@ class Refuter:
         best = None
         rounds = 0
         scalar = self.net.nodes[node].shape == ()
+        opposed = self._factor_groups(failure, wrt)
         while time.perf_counter() < deadline:
             scale = SCALES[rounds % len(SCALES)]
-            if best is None or rounds % 4 == 0:
+            if opposed and rounds % 8 == 4:
+                cand = self._opposed(opposed, wrt, fixed, rng, scale)
+            elif best is None or rounds % 4 == 0:
                 cand = self._sample(wrt, fixed, rng, scale, BATCH)
             elif rounds % 4 == 1:
                 cand = self._mutate(best, wrt, fixed, rng, scale)
@@ -119,6 +122,28 @@ class Refuter:
             half = np.arange(n) % 2 == 1
             cand["b"][v][half] = near[half]
         return cand
+
+    def _factor_groups(self, failure, wrt) -> tuple[list[str], list[str]] | None:
+        """For a product of two varying factors (the rule that failed), the variables of each factor."""
+        if failure is None or failure.rule != "product rule":
+            return None
+        left, right = (set(self._leaves(a)) & set(wrt) for a in self.net.nodes[failure.node].args)
+        return (sorted(left - right), sorted(right - left)) if left - right and right - left else None
+
+    def _opposed(self, groups, wrt, fixed, rng, scale) -> dict:
+        """Bilinear failures: move the two factors' variables in opposite directions, (+d, -d), through a
+        random point, so the product's cross term bends the segment (u·v along (1, -1) is concave)."""
+        base = self._sample(wrt, fixed, rng, scale, BATCH)
+        left, right = groups
+        out: dict = {"fixed": base["fixed"], "a": {}, "b": {}}
+        for v in wrt:
+            centre = base["a"][v]
+            sign = 1.0 if v in left else -1.0 if v in right else 0.0
+            d = sign * scale * rng.standard_normal(centre.shape) * rng.choice([1.0, -1.0], size=(BATCH,) + (1,) * (
+                centre.ndim - 1))
+            out["a"][v] = self._snap(v, centre + d)
+            out["b"][v] = self._snap(v, centre - d)
+        return out
 
     def _mutate(self, best: dict, wrt, fixed, rng, scale) -> dict:
         n = BATCH

@@ -115,3 +115,15 @@ def test_the_refuter_never_refutes_a_proved_claim(path):
                 if holds(curv, prop):
                     deadline = time.perf_counter() + 0.1
                     assert refuter.search(name, wrt, prop, None, deadline) is None
+
+
+def test_bilinear_guidance_moves_the_factors_in_opposite_directions():
+    net = load_text("input u\ninput v\nq = u * v\n")
+    verifier = Verifier(net, budget=0.0)
+    failure = verifier.verify("q", ["u", "v"]).convex.failure
+    refuter = verifier.refuter()
+    groups = refuter._factor_groups(failure, ["u", "v"])
+    assert groups == (["u"], ["v"])
+    cand = refuter._opposed(groups, ["u", "v"], [], np.random.default_rng(0), 1.0)
+    gaps, _ = refuter._gaps(net.names["q"], cand, ["u", "v"], [], 1.0)
+    assert np.mean(gaps > 0) > 0.99   # along (1, -1) the product is concave: every such pair breaks convexity
