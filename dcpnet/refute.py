@@ -136,11 +136,12 @@ class Refuter:
         base = self._sample(wrt, fixed, rng, scale, BATCH)
         left, right = groups
         out: dict = {"fixed": base["fixed"], "a": {}, "b": {}}
+        flip = rng.choice([1.0, -1.0], size=BATCH)      # which factor grows, per candidate
         for v in wrt:
             centre = base["a"][v]
             sign = 1.0 if v in left else -1.0 if v in right else 0.0
-            d = sign * scale * rng.standard_normal(centre.shape) * rng.choice([1.0, -1.0], size=(BATCH,) + (1,) * (
-                centre.ndim - 1))
+            per_row = (sign * flip).reshape((BATCH,) + (1,) * (centre.ndim - 1))
+            d = per_row * scale * np.abs(rng.standard_normal(centre.shape))   # every entry the same way
             out["a"][v] = self._snap(v, centre + d)
             out["b"][v] = self._snap(v, centre - d)
         return out
