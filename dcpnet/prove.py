@@ -53,6 +53,7 @@ class Failure:
     rule: str
     reason: str
     hint: str | None = None
+    need: str | None = None     # for an outer function of the wrong monotonicity: the one the rule needed
 
 
 class Analyzer:
@@ -335,7 +336,7 @@ class Analyzer:
         return Failure(node.id, "monotonicity of the outer function",
                        f"{_called(f)} is {mono} on {box}, the range of its argument `{arg.label}` ({g}); the "
                        f"composition needs it {need} there: " + self._derivative_words(f, box, need)
-                       + _only_on(_called(f), need, pieces), _restrict_hint(_called(f), pieces))
+                       + _only_on(_called(f), need, pieces), _restrict_hint(_called(f), pieces), need)
 
     def _derivative_words(self, f: ScalarAtom, box: Interval, need: str) -> str:
         """f' in words; for user atoms, where on the box its sign is wrong (sympy is loaded for them anyway)."""

@@ -44,10 +44,13 @@ class Refuter:
         rounds = 0
         scalar = self.net.nodes[node].shape == ()
         opposed = self._factor_groups(failure, wrt)
+        wrong_way = self._wrong_way(failure)
         while time.perf_counter() < deadline:
             scale = SCALES[rounds % len(SCALES)]
             if opposed and rounds % 8 == 4:
                 cand = self._opposed(opposed, wrt, fixed, rng, scale)
+            elif wrong_way and rounds % 8 == 4:
+                cand = self._where_wrong_way(wrong_way, wrt, fixed, rng, scale)
             elif best is None or rounds % 4 == 0:
                 cand = self._sample(wrt, fixed, rng, scale, BATCH)
             elif rounds % 4 == 1:
@@ -144,6 +147,46 @@ class Refuter:
             d = per_row * scale * np.abs(rng.standard_normal(centre.shape))   # every entry the same way
             out["a"][v] = self._snap(v, centre + d)
             out["b"][v] = self._snap(v, centre - d)
+        return out
+
+    def _wrong_way(self, failure) -> tuple[int, tuple] | None:
+        """For an outer function that is not monotone the needed way on its argument's range: the argument
+        node and the pieces where the outer function does go the needed way (the seed's (x^2 - 1)^2)."""
+        if failure is None or failure.rule != "monotonicity of the outer function":
+            return None
+        node = self.net.nodes[failure.node]
+        if node.op != "scalar":
+            return None
+        f = self.analyzer.atom(node)
+        return node.args[0], f.increasing_on if failure.need == "nondecreasing" else f.decreasing_on
+
+    def _where_wrong_way(self, wrong_way, wrt, fixed, rng, scale) -> dict:
+        """Segments centred where the argument lies outside the pieces on which the outer function is
+        monotone the needed way: there f' has the wrong sign, and short segments show the bend."""
+        arg, good = wrong_way
+        pool = self._sample(wrt, fixed, rng, scale, BATCH)
+        env = {**pool["fixed"], **pool["a"]}
+        try:
+            with np.errstate(all="ignore"):
+                values = self._plan(arg).forward(env, batched=set(env))[arg]
+        except (FloatingPointError, ValueError, ZeroDivisionError, OverflowError):
+            return pool
+        values = np.asarray(values, dtype=float).reshape(BATCH, -1)
+        inside = np.zeros(values.shape, dtype=bool)
+        for piece in good:
+            inside |= (values >= piece.lo) & (values <= piece.hi)
+        wrong = np.isfinite(values) & ~inside
+        rows = np.flatnonzero(wrong.any(axis=1))
+        if rows.size == 0:
+            return pool
+        pick = rows[rng.integers(0, rows.size, size=BATCH)]
+        steps = scale * 10.0 ** rng.uniform(-2, 0, size=BATCH)
+        out: dict = {"fixed": {v: pool["fixed"][v][pick] for v in fixed}, "a": {}, "b": {}}
+        for v in wrt:
+            centre = pool["a"][v][pick]
+            shift = rng.standard_normal(centre.shape) * steps.reshape((-1,) + (1,) * (centre.ndim - 1))
+            out["a"][v] = self._snap(v, centre - shift)
+            out["b"][v] = self._snap(v, centre + shift)
         return out
 
     def _mutate(self, best: dict, wrt, fixed, rng, scale) -> dict:

@@ -127,3 +127,17 @@ def test_bilinear_guidance_moves_the_factors_in_opposite_directions():
     cand = refuter._opposed(groups, ["u", "v"], [], np.random.default_rng(0), 1.0)
     gaps, _ = refuter._gaps(net.names["q"], cand, ["u", "v"], [], 1.0)
     assert np.mean(gaps > 0) > 0.99   # along (1, -1) the product is concave: every such pair breaks convexity
+
+
+def test_guidance_centres_segments_where_the_outer_derivative_has_the_wrong_sign():
+    net = load_text("input x\ny = (x^2 - 1)^2\n")
+    verifier = Verifier(net, budget=0.0)
+    failure = verifier.verify("y", ["x"]).convex.failure
+    assert failure.need == "nondecreasing"
+    refuter = verifier.refuter()
+    wrong_way = refuter._wrong_way(failure)
+    cand = refuter._where_wrong_way(wrong_way, ["x"], [], np.random.default_rng(0), 1.0)
+    mid = (cand["a"]["x"] + cand["b"]["x"]) / 2
+    assert np.mean(np.abs(mid) < 1.5) > 0.9        # x^2 - 1 < 0 only for |x| < 1: segments centred there
+    gaps, _ = refuter._gaps(net.names["y"], cand, ["x"], [], 1.0)
+    assert np.mean(gaps > 0) > 0.5
