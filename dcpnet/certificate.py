@@ -12,28 +12,26 @@ def certificate(analyzer, target, wrt) -> dict:
     net = analyzer.net
     steps = analyzer.steps(wrt)
     root = net.names[target] if isinstance(target, str) else target
-    seen: set[int] = set()
 
     def make(node_id: int) -> dict:
         node = net.nodes[node_id]
         step = steps[node_id]
         expr = f"{node.names[0]} = {node.text}" if node.names and node.op != "var" else node.text
-        out = {"expr": expr, "curvature": step.curvature.value, "range": analyzer.ranges[node_id].as_list(),
-               "rule": step.rule, "children": []}
-        if node_id in seen and node.args:
-            out["rule"] = "shown above"
-        return out
+        return {"expr": expr, "curvature": step.curvature.value, "range": analyzer.ranges[node_id].as_list(),
+                "rule": step.rule, "children": []}
 
+    # pre-order, as the tree is read: the first time a shared node is met it is shown in full
     tree = make(root)
-    seen.add(root)
+    seen: set[int] = set()
     stack = [(root, tree)]
     while stack:
         node_id, out = stack.pop()
-        for a in net.nodes[node_id].args:
-            child = make(a)
-            out["children"].append(child)
-            if a not in seen:
-                seen.add(a)
-                stack.append((a, child))
+        args = net.nodes[node_id].args
+        if node_id in seen and args:
+            out["rule"] = "shown above"
+            continue
+        seen.add(node_id)
+        children = [make(a) for a in args]
+        out["children"] = children
+        stack.extend(reversed(list(zip(args, children))))
     return tree
-
