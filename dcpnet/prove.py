@@ -120,6 +120,15 @@ class Analyzer:
     def curvature(self, name_or_id, wrt) -> Curvature:
         return self.steps(self.net.resolve_wrt(list(wrt)))[self._id(name_or_id)].curvature
 
+    def curvature_once(self, name_or_id, wrt) -> Curvature:
+        """The same answer without caching, over the target's ancestors only (for searches over many sets)."""
+        key = frozenset(self.net.resolve_wrt(list(wrt)))
+        root = self._id(name_or_id)
+        steps: dict[int, Step] = {}
+        for i in self.net.ancestors(root):
+            steps[i] = self._step(self.net.nodes[i], key, steps)
+        return steps[root].curvature
+
     def _step(self, node: Node, wrt: frozenset, steps: list[Step]) -> Step:
         kids = [steps[a].curvature for a in node.args]
         op = node.op

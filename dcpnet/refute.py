@@ -15,7 +15,9 @@ import numpy as np
 
 DIGITS = 50
 SCALES = (1.0, 0.3, 3.0, 10.0, 0.05, 30.0)
-BATCH = 256
+BATCH = 256                # candidates per round, fewer when one candidate holds many numbers
+ENTRIES_PER_ROUND = 2 ** 18
+NOISE = 1e-10              # relative Jensen gaps below this are float rounding, not curvature
 GRID = 2.0 ** -30          # a, b on this grid with |v| < 2^20: a + b and its half are exact floats
 
 
@@ -27,6 +29,7 @@ class Refuter:
         self.analyzer = analyzer
         self.seed = seed
         self._plans: dict[int, object] = {}
+        self.batch = BATCH
 
     # -- public --------------------------------------------------------------------------------------
     def search(self, target, wrt: list[str], prop: str, failure=None, deadline: float | None = None) -> dict | None:
@@ -37,6 +40,8 @@ class Refuter:
         if not wrt:
             return None  # constant in the variables: affine, nothing to refute
         fixed = [v for v in free if v not in wrt]
+        entries = sum(self.net.nodes[self.net.variables[v].node].size for v in fixed + wrt + wrt)
+        self.batch = int(min(BATCH, max(8, ENTRIES_PER_ROUND // max(entries, 1))))
         rng = np.random.default_rng([self.seed, node, len(wrt), 0 if prop == "convex" else 1])
         deadline = deadline if deadline is not None else time.perf_counter() + 3.0
         sign = 1.0 if prop == "convex" else -1.0
@@ -46,13 +51,13 @@ class Refuter:
         opposed = self._factor_groups(failure, wrt)
         wrong_way = self._wrong_way(failure)
         while time.perf_counter() < deadline:
-            scale = SCALES[rounds % len(SCALES)]
+            scale = SCALES[rng.integers(len(SCALES))]   # independent of the strategy cycle below
             if opposed and rounds % 8 == 4:
                 cand = self._opposed(opposed, wrt, fixed, rng, scale)
             elif wrong_way and rounds % 8 == 4:
                 cand = self._where_wrong_way(wrong_way, wrt, fixed, rng, scale)
             elif best is None or rounds % 4 == 0:
-                cand = self._sample(wrt, fixed, rng, scale, BATCH)
+                cand = self._sample(wrt, fixed, rng, scale, self.batch)
             elif rounds % 4 == 1:
                 cand = self._mutate(best, wrt, fixed, rng, scale)
             elif rounds % 4 == 2:
@@ -66,7 +71,8 @@ class Refuter:
                 continue
             order = np.argsort(-gaps)
             for i in order[:4]:
-                if not gaps[i] > 0:
+                # a relative gap within float noise is not worth a 50-digit evaluation (which costs far more)
+                if not gaps[i] > NOISE or time.perf_counter() > deadline:
                     break
                 witness = self._verify(node, cand, int(i), wrt, fixed, sign, values)
                 if witness is not None:
@@ -115,9 +121,32 @@ class Refuter:
         return np.clip(snapped, var.bounds.lo, var.bounds.hi)
 
     def _sample(self, wrt, fixed, rng, scale, n) -> dict:
+        if rng.random() < 0.3 and any(self.net.variables[v].kind == "param" for v in fixed + wrt):
+            return self._sample_trained_like(wrt, fixed, rng, scale, n)
         cand = {"fixed": {v: self._draw(v, rng, scale, n) for v in fixed},
                 "a": {v: self._draw(v, rng, scale, n) for v in wrt},
                 "b": {v: self._draw(v, rng, scale, n) for v in wrt}}
+        return self._shorten_half(cand, wrt, rng, scale, n)
+
+    def _sample_trained_like(self, wrt, fixed, rng, scale, n) -> dict:
+        """Params drawn as training would start them (fan-in scaled, sign-constrained; see init_params),
+        plus noise: in a deep network, weights of a fixed scale blow the signal up or let it die, and then
+        no kink is ever crossed; at these scales the activations stay of order one."""
+        from .evaluate import init_params
+
+        draws = [init_params(self.net, rng) for _ in range(n)]
+
+        def value(v: str) -> np.ndarray:
+            if self.net.variables[v].kind == "input":
+                return self._draw(v, rng, scale, n)
+            base = np.stack([d[v] for d in draws])
+            return self._snap(v, base + 0.3 * scale * rng.standard_normal(base.shape))
+
+        cand = {"fixed": {v: value(v) for v in fixed}, "a": {v: value(v) for v in wrt}}
+        cand["b"] = {v: value(v) for v in wrt}
+        return self._shorten_half(cand, wrt, rng, scale, n)
+
+    def _shorten_half(self, cand: dict, wrt, rng, scale, n) -> dict:
         # half of the pairs are short segments around a point: local curvature shows at small distance
         step = rng.random() * scale
         for v in wrt:
@@ -136,14 +165,14 @@ class Refuter:
     def _opposed(self, groups, wrt, fixed, rng, scale) -> dict:
         """Bilinear failures: move the two factors' variables in opposite directions, (+d, -d), through a
         random point, so the product's cross term bends the segment (u·v along (1, -1) is concave)."""
-        base = self._sample(wrt, fixed, rng, scale, BATCH)
+        base = self._sample(wrt, fixed, rng, scale, self.batch)
         left, right = groups
         out: dict = {"fixed": base["fixed"], "a": {}, "b": {}}
-        flip = rng.choice([1.0, -1.0], size=BATCH)      # which factor grows, per candidate
+        flip = rng.choice([1.0, -1.0], size=self.batch)      # which factor grows, per candidate
         for v in wrt:
             centre = base["a"][v]
             sign = 1.0 if v in left else -1.0 if v in right else 0.0
-            per_row = (sign * flip).reshape((BATCH,) + (1,) * (centre.ndim - 1))
+            per_row = (sign * flip).reshape((self.batch,) + (1,) * (centre.ndim - 1))
             d = per_row * scale * np.abs(rng.standard_normal(centre.shape))   # every entry the same way
             out["a"][v] = self._snap(v, centre + d)
             out["b"][v] = self._snap(v, centre - d)
@@ -164,14 +193,14 @@ class Refuter:
         """Segments centred where the argument lies outside the pieces on which the outer function is
         monotone the needed way: there f' has the wrong sign, and short segments show the bend."""
         arg, good = wrong_way
-        pool = self._sample(wrt, fixed, rng, scale, BATCH)
+        pool = self._sample(wrt, fixed, rng, scale, self.batch)
         env = {**pool["fixed"], **pool["a"]}
         try:
             with np.errstate(all="ignore"):
                 values = self._plan(arg).forward(env, batched=set(env))[arg]
         except (FloatingPointError, ValueError, ZeroDivisionError, OverflowError):
             return pool
-        values = np.asarray(values, dtype=float).reshape(BATCH, -1)
+        values = np.asarray(values, dtype=float).reshape(self.batch, -1)
         inside = np.zeros(values.shape, dtype=bool)
         for piece in good:
             inside |= (values >= piece.lo) & (values <= piece.hi)
@@ -179,8 +208,8 @@ class Refuter:
         rows = np.flatnonzero(wrong.any(axis=1))
         if rows.size == 0:
             return pool
-        pick = rows[rng.integers(0, rows.size, size=BATCH)]
-        steps = scale * 10.0 ** rng.uniform(-2, 0, size=BATCH)
+        pick = rows[rng.integers(0, rows.size, size=self.batch)]
+        steps = scale * 10.0 ** rng.uniform(-2, 0, size=self.batch)
         out: dict = {"fixed": {v: pool["fixed"][v][pick] for v in fixed}, "a": {}, "b": {}}
         for v in wrt:
             centre = pool["a"][v][pick]
@@ -190,7 +219,7 @@ class Refuter:
         return out
 
     def _mutate(self, best: dict, wrt, fixed, rng, scale) -> dict:
-        n = BATCH
+        n = self.batch
         pick = rng.integers(0, len(next(iter(best["a"].values()))), size=n)
         out: dict = {"fixed": {}, "a": {}, "b": {}}
         for group, names in (("fixed", fixed), ("a", wrt), ("b", wrt)):
@@ -203,8 +232,8 @@ class Refuter:
     def _line_probe(self, best: dict, wrt, fixed, rng, scale) -> dict:
         """Second differences along random lines through good midpoints, at step sizes over four decades:
         where f curves the wrong way along some direction, a short symmetric pair shows it."""
-        pick = rng.integers(0, len(best["gap"]), size=BATCH)
-        steps = scale * 10.0 ** rng.uniform(-3, 1, size=BATCH)
+        pick = rng.integers(0, len(best["gap"]), size=self.batch)
+        steps = scale * 10.0 ** rng.uniform(-3, 1, size=self.batch)
         out: dict = {"fixed": {v: best["fixed"][v][pick] for v in fixed}, "a": {}, "b": {}}
         for v in wrt:
             centre = (best["a"][v][pick] + best["b"][v][pick]) / 2
@@ -285,7 +314,7 @@ class Refuter:
         """Re-evaluate candidate i with DIGITS digits; the witness, or None if the gap does not survive."""
         import mpmath
 
-        from .precise import OutsideDomain, evaluate_precise
+        from .precise import OutsideDomain, evaluate_precise, to_mp
 
         point = {g: {v: cand[g][v][i] for v in cand[g]} for g in ("fixed", "a", "b")}
         mid = {}
@@ -299,8 +328,10 @@ class Refuter:
         entry = int(values[3][i])
         results = []
         try:
+            with mpmath.workdps(DIGITS):   # the fixed values, converted once for the three evaluations
+                fixed_mp = {v: to_mp(x, self.net.variables[v].shape) for v, x in point["fixed"].items()}
             for at in (point["a"], point["b"], mid):
-                env = {**point["fixed"], **at}
+                env = {**fixed_mp, **at}
                 with mpmath.workdps(DIGITS):
                     out = evaluate_precise(self.net, [node], env, dps=DIGITS)
                 results.append(out[node] if node in out else out[self.net.nodes[node].label])

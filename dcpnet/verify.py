@@ -143,18 +143,33 @@ class Verifier:
             self._refuter = Refuter(self.net, self.analyzer, seed=self.seed)
         return self._refuter
 
-    def convex_groups(self, target: str, limit: int = 12) -> list[list[str]]:
-        """Maximal sets of params in which `target` is proved convex together (multi-convex structure)."""
+    def convex_groups(self, target: str, exhaustive_up_to: int = 10) -> list[list[str]]:
+        """Maximal sets of params in which `target` is proved convex together (its multi-convex structure).
+
+        A proof in a set of variables is also one in any subset (fixing more variables only turns factors
+        into constants), so the proved sets are closed under subsets: every subset is tried for a few params,
+        and for more each param seeds a group grown greedily, in declaration order.
+        """
         params = self.net.params
-        if len(params) > limit:
-            return [[p] for p in params if holds(self.analyzer.curvature(target, [p]), "convex")]
+
+        def convex(group) -> bool:
+            return holds(self.analyzer.curvature_once(target, group), "convex")
+
         found: list[frozenset] = []
-        for mask in sorted(range(1, 1 << len(params)), key=lambda m: -m.bit_count()):
-            group = frozenset(p for i, p in enumerate(params) if mask >> i & 1)
-            if any(group <= g for g in found):
-                continue
-            if holds(self.analyzer.curvature(target, group), "convex"):
-                found.append(group)
+        if len(params) <= exhaustive_up_to:
+            for mask in sorted(range(1, 1 << len(params)), key=lambda m: -m.bit_count()):
+                group = frozenset(p for i, p in enumerate(params) if mask >> i & 1)
+                if not any(group <= g for g in found) and convex(group):
+                    found.append(group)
+        else:
+            for seed in params:
+                if any(seed in g for g in found) or not convex([seed]):
+                    continue
+                group = [seed]
+                for p in params:
+                    if p not in group and convex(group + [p]):
+                        group.append(p)
+                found.append(frozenset(group))
         return [[p for p in params if p in g] for g in found]
 
 

@@ -171,3 +171,12 @@ def test_implicit_domains_are_reported_where_ranges_do_not_settle_them():
     assert an.conditions("b") == []                       # y >= 1 keeps log defined
     assert an.conditions("c") == ["`y - 1` ≠ 0 (a divisor)"]
     assert an.conditions("d") == []
+
+
+@pytest.mark.parametrize("exhaustive_up_to", [10, 0])
+def test_multiconvex_groups(exhaustive_up_to):
+    from dcpnet.verify import Verifier
+
+    net = load_text("input x\nparam a, b, c, d >= 0\ny = a * b + c * x + exp(d) * relu(x)\n")
+    groups = Verifier(net, refute=False).convex_groups("y", exhaustive_up_to=exhaustive_up_to)
+    assert sorted(map(sorted, groups)) == [["a", "c", "d"], ["b", "c", "d"]]
