@@ -51,7 +51,8 @@ class Refuter:
         opposed = self._factor_groups(failure, wrt)
         wrong_way = self._wrong_way(failure)
         while time.perf_counter() < deadline:
-            scale = SCALES[rng.integers(len(SCALES))]   # independent of the strategy cycle below
+            # unit scale first, then scales drawn independently of the strategy cycle below
+            scale = SCALES[0] if rounds == 0 else SCALES[rng.integers(len(SCALES))]
             if opposed and rounds % 8 == 4:
                 cand = self._opposed(opposed, wrt, fixed, rng, scale)
             elif wrong_way and rounds % 8 == 4:
@@ -70,9 +71,11 @@ class Refuter:
             if gaps is None:
                 continue
             order = np.argsort(-gaps)
-            for i in order[:4]:
-                # a relative gap within float noise is not worth a 50-digit evaluation (which costs far more)
-                if not gaps[i] > NOISE or time.perf_counter() > deadline:
+            for k, i in enumerate(order[:4]):
+                # a relative gap within float noise is not worth a 50-digit evaluation (which costs far more,
+                # and on a deep network nearly always fails); past the deadline only the round's best
+                # candidate is still checked: it was found in time
+                if not gaps[i] > NOISE or (k > 0 and time.perf_counter() > deadline):
                     break
                 witness = self._verify(node, cand, int(i), wrt, fixed, sign, values)
                 if witness is not None:
@@ -121,7 +124,7 @@ class Refuter:
         return np.clip(snapped, var.bounds.lo, var.bounds.hi)
 
     def _sample(self, wrt, fixed, rng, scale, n) -> dict:
-        if rng.random() < 0.3 and any(self.net.variables[v].kind == "param" for v in fixed + wrt):
+        if rng.random() < 0.3 and any(self.net.variables[v].kind == "param" for v in fixed + wrt) and scale != 1:
             return self._sample_trained_like(wrt, fixed, rng, scale, n)
         cand = {"fixed": {v: self._draw(v, rng, scale, n) for v in fixed},
                 "a": {v: self._draw(v, rng, scale, n) for v in wrt},
