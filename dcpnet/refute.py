@@ -255,7 +255,8 @@ class Refuter:
             a, b = best["a"][v], best["b"][v]
             env[v] = np.concatenate([a, b, (a + b) / 2])
         try:
-            _, grads = self._plan(node).backward(env, batched=set(env), loss=node, per_example=True)
+            with np.errstate(all="ignore"):   # candidates with infinite values only skew the unused mean
+                _, grads = self._plan(node).backward(env, batched=set(env), loss=node, per_example=True)
         except (FloatingPointError, ValueError, ZeroDivisionError, OverflowError):
             return best
         out: dict = {"fixed": {}, "a": {}, "b": {}}
