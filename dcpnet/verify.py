@@ -114,8 +114,6 @@ class Verifier:
 
     def _refute_unproved(self, target, wrt, props: dict[str, PropertyResult], want) -> None:
         refuter = self.refuter()
-        if refuter is None:
-            return
         for prop in ("convex", "concave"):
             res = props[prop]
             if res.verdict is Verdict.PROVED:
@@ -135,11 +133,10 @@ class Verifier:
                 affine.reason = f"not {broken.prop}, so not affine: {broken.reason}"
 
     def refuter(self):
+        """The witness search, made on first use (it brings the evaluator; a proof alone never needs it)."""
         if self._refuter is None:
-            try:
-                from .refute import Refuter
-            except ImportError:  # the refuter is optional until it lands
-                return None
+            from .refute import Refuter
+
             self._refuter = Refuter(self.net, self.analyzer, seed=self.seed)
         return self._refuter
 
