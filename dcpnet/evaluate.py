@@ -862,19 +862,25 @@ def _added_params(node: Node, consumers: dict, var_of: dict, net: Network) -> li
 
 
 def project_params(net: Network, params: dict[str, np.ndarray]) -> None:
-    """Clip every constrained param onto its declared interval, in place (scalars are replaced in the dict).
+    """Clip every constrained param onto its declared interval, in place (scalars are replaced in the dict),
+    so that `lo <= value <= hi` holds exactly: in float32 a bound like 0.7 rounds to 0.69999999, so the
+    clip uses the nearest float32 inside the interval.
 
     >>> from dcpnet.graph import load_text
     >>> net = load_text("input x\\nparam w[2] in [0, 1]\\ny = sum(w * x)\\n")
     >>> p = {"w": np.array([-0.5, 2.0])}
     >>> project_params(net, p); p["w"].tolist()
     [0.0, 1.0]
+    >>> net = load_text("input x\\nparam w[2] in [0.7, 1.1]\\ny = sum(w * x)\\n")
+    >>> p = {"w": np.array([0.0, 2.0], dtype=np.float32)}
+    >>> project_params(net, p); bool(p["w"][0] >= 0.7 and p["w"][1] <= 1.1)
+    True
     """
     for name, value in params.items():
         var = net.variables.get(name)
         if var is None or (var.bounds.lo == -math.inf and var.bounds.hi == math.inf):
             continue
-        lo, hi = var.bounds.lo, var.bounds.hi
+        lo, hi = _inside_bounds(var.bounds.lo, var.bounds.hi, np.asarray(value).dtype)
         if isinstance(value, np.ndarray) and value.flags.writeable:
             if hi == math.inf:                  # one-sided: a single cheap pass (np.clip is slower)
                 np.maximum(value, lo, out=value)
@@ -883,7 +889,20 @@ def project_params(net: Network, params: dict[str, np.ndarray]) -> None:
             else:
                 np.clip(value, lo, hi, out=value)
         else:                                   # a NumPy scalar cannot be written into: replace it
-            params[name] = np.clip(value, var.bounds.lo, var.bounds.hi)
+            params[name] = np.clip(value, lo, hi)
+
+
+def _inside_bounds(lo: float, hi: float, dtype) -> tuple[float, float]:
+    """The bounds as numbers of `dtype` that lie inside [lo, hi] (a float64 bound is exact already)."""
+    if np.dtype(dtype) == np.float64:
+        return lo, hi
+    kind = np.dtype(dtype).type
+    low, high = kind(lo), kind(hi)
+    if math.isfinite(lo) and float(low) < lo:
+        low = np.nextafter(low, kind(np.inf))
+    if math.isfinite(hi) and float(high) > hi:
+        high = np.nextafter(high, kind(-np.inf))
+    return low, high
 
 
 # ----------------------------------------------------------------------------------------------------

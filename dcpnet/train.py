@@ -104,31 +104,6 @@ OPTIMIZERS = {"adam": _Adam, "sgd": _SGD}
 # Projection onto the declared constraints, exact in the working dtype
 # ----------------------------------------------------------------------------------------------------
 
-def project(net: Network, params: dict[str, np.ndarray]) -> None:
-    """Clip every constrained param onto its interval in place, so that `lo <= value <= hi` holds exactly.
-
-    In float32 a bound like 0.7 rounds to 0.69999999: clipping to it would leave values just outside,
-    so such values are moved one float32 step inward.
-
-    >>> from dcpnet.graph import load_text
-    >>> net = load_text("input x\\nparam w[2] in [0.7, 1.1]\\ny = sum(w * x)\\n")
-    >>> p = {"w": np.array([0.0, 2.0], dtype=np.float32)}
-    >>> project(net, p); bool(p["w"][0] >= 0.7 and p["w"][1] <= 1.1)
-    True
-    """
-    project_params(net, params)
-    for name, value in params.items():
-        var = net.variables.get(name)
-        if var is None or value.dtype == np.float64:
-            continue
-        lo, hi = var.bounds.lo, var.bounds.hi
-        wide = value.astype(np.float64)
-        if math.isfinite(lo) and (wide < lo).any():
-            value[wide < lo] = np.nextafter(value.dtype.type(lo), value.dtype.type(np.inf))
-        if math.isfinite(hi) and (wide > hi).any():
-            value[wide > hi] = np.nextafter(value.dtype.type(hi), value.dtype.type(-np.inf))
-
-
 def violations(net: Network, params: dict[str, np.ndarray]) -> list[str]:
     """The params outside their declared interval (compared exactly, in float64); empty when all hold."""
     bad = []
@@ -264,7 +239,7 @@ class _Loop:
         deltas = self.opt.deltas(grads)
         for k, p in self.params.items():
             np.subtract(p, deltas[k], out=p)
-        project(self.net, self.params)
+        project_params(self.net, self.params)
 
     def _stop(self, reason: str) -> None:
         self.result.stopped_early = True
@@ -401,7 +376,7 @@ def _start(net: Network, init: dict | None, rng, dtype) -> dict[str, np.ndarray]
                                          if not np.isfinite(v).all()]
         if bad:
             raise _fail(net, "--init: " + "; ".join(bad))
-    project(net, params)
+    project_params(net, params)
     return params
 
 

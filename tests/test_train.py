@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from dcpnet.cli import main
-from dcpnet.evaluate import compile_network
+from dcpnet.evaluate import compile_network, project_params
 from dcpnet.graph import load_text
-from dcpnet.train import Tick, mean_loss, pinned, project, recheck, train, violations
+from dcpnet.train import Tick, mean_loss, pinned, recheck, train, violations
 from dcpnet.verify import Verifier
 
 ICNN = """\
@@ -112,7 +112,7 @@ def test_float32_training_keeps_constraints_exactly():
 def test_project_is_exact_at_float32_bounds():
     net = load_text("input x\nparam w[3] in [0.7, 0.9]\ny = sum(w * x)\n")
     p = {"w": np.array([0.1, 0.8, 5.0], dtype=np.float32)}
-    project(net, p)
+    project_params(net, p)
     wide = p["w"].astype(np.float64)
     assert wide[0] >= 0.7 and wide[2] <= 0.9 and p["w"][1] == np.float32(0.8)
     assert wide[0] - 0.7 < 1e-7 and 0.9 - wide[2] < 1e-7
