@@ -798,7 +798,7 @@ def init_params(net: Network, rng: np.random.Generator, dtype=np.float64) -> dic
             a = lo if math.isfinite(lo) else hi - 1.0
             b = hi if math.isfinite(hi) else lo + 1.0
             value = rng.uniform(a, b, var.shape)
-        out[name] = np.clip(value, lo, hi).astype(dtype)
+        out[name] = np.asarray(np.clip(value, lo, hi), dtype=dtype)   # an array even for a scalar param
     return out
 
 
