@@ -137,12 +137,13 @@ class Refuter:
         no kink is ever crossed; at these scales the activations stay of order one."""
         from .evaluate import init_params
 
-        draws = [init_params(self.net, rng) for _ in range(n)]
+        draws = [init_params(self.net, rng) for _ in range(min(n, 16))]   # a few networks, many noisy copies
+        which = rng.integers(0, len(draws), size=n)
 
         def value(v: str) -> np.ndarray:
             if self.net.variables[v].kind == "input":
                 return self._draw(v, rng, scale, n)
-            base = np.stack([d[v] for d in draws])
+            base = np.stack([draws[k][v] for k in which])
             return self._snap(v, base + 0.3 * scale * rng.standard_normal(base.shape))
 
         cand = {"fixed": {v: value(v) for v in fixed}, "a": {v: value(v) for v in wrt}}
