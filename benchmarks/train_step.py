@@ -38,8 +38,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from dcpnet.evaluate import compile_network, init_params, project_params, split_rows
+from dcpnet import optim
+from dcpnet.evaluate import compile_network, init_params, project_params
 from dcpnet.graph import load_text
+from dcpnet.parallel import can_pair
 
 SIZES = [(32, 256, 4, 256), (784, 512, 3, 128), (8, 64, 8, 1024)]   # (d, width, depth, batch)
 LR, BETA1, BETA2, EPS = 1e-3, 0.9, 0.999, 1e-8
@@ -97,53 +99,9 @@ def gemm_rate(shapes, dtype, seconds: float) -> float:
     return flops(shapes) / time_steps(run, seconds)
 
 
-class Adam:
-    """Adam in place: preallocated moments and scratch, constants folded, and cache-blocked: all passes run
-    on one L2-sized block before the next, so a big layer streams from memory once, not ten times.
-
-    The moments are kept unnormalised, M = m / (1 - b1) and V = v / (1 - b2), which saves two passes
-    (M = b1 M + g needs no (1 - b1) g); the update is the same as torch's up to rounding."""
-
-    BLOCK = 1 << 16                     # entries per block: five arrays of it fit in L2, and a block's
-    #                                     ufunc calls are long enough for two threads to share the GIL
-
-    def __init__(self, params: dict[str, np.ndarray]):
-        self.m = {k: np.zeros_like(v) for k, v in params.items()}
-        self.v = {k: np.zeros_like(v) for k, v in params.items()}
-        self.tmp = {k: np.empty_like(v) for k, v in params.items()}
-        self.t = 0
-
-    def step(self, params: dict, grads: dict) -> None:
-        self.t += 1
-        # p -= lr m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) with m = (1-b1) M, v = (1-b2) V:
-        # p -= scale * M / (sqrt(V) + eps'), in Python floats (an np.float64 would upcast float32 passes)
-        root = math.sqrt((1 - BETA2) / (1 - BETA2 ** self.t))
-        scale, eps, block = LR * (1 - BETA1) / (1 - BETA1 ** self.t) / root, EPS / root, self.BLOCK
-        for k, p in params.items():
-            flat = [a.reshape(-1) for a in (p, grads[k], self.m[k], self.v[k], self.tmp[k])]
-
-            def blocks(lo, hi, flat=flat):
-                for i in range(lo * block, min(hi * block, flat[0].size), block):
-                    _adam_rows(*(a[i:i + block] for a in flat), scale, eps)
-            split_rows(blocks, -(-p.size // block), p.size, least=2 * block)   # a block is worth a handoff
-
-
-def _adam_rows(p, g, m, v, t, scale, eps):
-    m *= BETA1                          # M = b1 M + g
-    m += g
-    np.multiply(g, g, out=t)            # V = b2 V + g^2
-    v *= BETA2
-    v += t
-    np.sqrt(v, out=t)
-    t += eps
-    np.divide(m, t, out=t)
-    t *= scale
-    p -= t
-
-
 def dcpnet_step(net, params, x, y, dtype):
     plan = compile_network(net, ["loss"], dtype)
-    adam = Adam(params)
+    adam = optim.Adam(params, lr=LR, betas=(BETA1, BETA2), eps=EPS)
     env = dict(params, x=x, y=y)
     wrt = set(net.params)
 
@@ -227,6 +185,7 @@ def main() -> None:
         print("torch is not installed: dcpnet figures only (pip install torch==2.13.0)")
     acts = ["softplus", "relu"] if args.act == "both" else [args.act]
     dtypes = [np.float64, np.float32] if args.dtype == "both" else [np.dtype(args.dtype).type]
+    print(f"dcpnet's Adam kernel: {optim.kernel_name()}; backward in two halves of the batch: {can_pair()}")
     print(f"{'act':8} {'dtype':7} {'d':>4} {'width':>5} {'depth':>5} {'batch':>5} | {'dcpnet ex/s':>11} "
           f"{'torch ex/s':>10} {'ratio':>5} | {'MFLOP/step':>10} {'GEMM GF/s':>9} {'GEMM-bound ex/s':>15} "
           f"{'% of it':>7}")

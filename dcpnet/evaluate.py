@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import math
 import os
-import queue
 import sys
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .graph import Network, Node
+from .parallel import PARALLEL_MIN_CHEAP, can_pair, pair, split_rows
+
+HALVING_MIN = 1 << 16                          # batched entries from which a backward is split in two halves
 
 # ----------------------------------------------------------------------------------------------------
 # Steps: one per computed node, with everything the kernels need chosen at compile time.
@@ -79,62 +80,6 @@ def _ones(n: int, dtype) -> np.ndarray:
         ones = _ONES[(n, dtype)] = np.ones(n, dtype=dtype)
         ones.flags.writeable = False
     return ones
-
-
-# ----------------------------------------------------------------------------------------------------
-# Two threads for large elementwise kernels (as torch does): NumPy releases the GIL inside ufunc loops,
-# so a helper thread working on the second half of the rows runs truly in parallel.
-# ----------------------------------------------------------------------------------------------------
-
-THREADS = max(1, min(2, int(os.environ.get("DCPNET_THREADS", os.cpu_count() or 1))))
-PARALLEL_MIN = 1 << 14                         # entries below which one thread beats a handoff (exp, log)
-PARALLEL_MIN_CHEAP = 1 << 17                   # the same for one cheap pass (add, max): about 10 µs a handoff
-
-
-class _Helper:
-    """One daemon thread that runs `job(lo, hi)` on request."""
-
-    def __init__(self):
-        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self.done: queue.SimpleQueue = queue.SimpleQueue()
-        threading.Thread(target=self._loop, name="dcpnet-elementwise", daemon=True).start()
-
-    def _loop(self):
-        while True:
-            job, lo, hi = self.jobs.get()
-            try:
-                job(lo, hi)
-                self.done.put(None)
-            except BaseException as err:  # noqa: BLE001 - handed back to the caller
-                self.done.put(err)
-
-
-_helper: _Helper | None = None
-_helper_lock = threading.Lock()
-
-
-def split_rows(job, rows: int, size: int, least: int = PARALLEL_MIN) -> None:
-    """Run job(lo, hi) over rows [0, rows): the halves on two threads when `size` (entries) >= `least`.
-
-    For NumPy work that releases the GIL (ufunc loops); called from the main thread only, else one thread.
-
-    >>> out = np.zeros(8)
-    >>> split_rows(lambda lo, hi: np.add(out[lo:hi], 1, out=out[lo:hi]), 8, 8, least=1); out.tolist()
-    [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
-    """
-    global _helper
-    if THREADS < 2 or size < least or rows < 2 or threading.current_thread() is not threading.main_thread():
-        job(0, rows)
-        return
-    if _helper is None:
-        with _helper_lock:
-            _helper = _helper or _Helper()
-    mid = rows // 2
-    _helper.jobs.put((job, mid, rows))
-    job(0, mid)
-    err = _helper.done.get()
-    if err is not None:
-        raise err
 
 
 def _rows(v, lo, hi):
@@ -454,6 +399,7 @@ class _Tape:
     variables: list[tuple[int, str, tuple, bool]]     # (node id, name, shape, batched)
     initial: list                                       # constants in place, None elsewhere
     batched: list[bool]                                 # per node id (False where not in the tape)
+    entries_per_example: int = 0                        # entries of the batched values: the work's size
 
 
 @dataclass
@@ -506,7 +452,10 @@ class Plan:
         names = set(self.net.variables) if wrt is None else set(wrt)
         bset = self._batched(batched)
         tape = self._tape(bset, (nid,), frozenset(names))
-        vals, nb = self._run(tape, env)
+        vals, nb = self._load(tape, env)
+        if not per_example and self._worth_halving(tape, nid, nb):
+            return self._backward_in_halves(tape, vals, nid, names, nb, bset, env)
+        self._execute(tape, vals)
         lv = vals[nid]
         loss_mean = float(np.mean(lv)) if lv.shape[0] == nb else float(lv[0])
         n_seed = lv.shape[0]
@@ -543,6 +492,12 @@ class Plan:
         return tape
 
     def _run(self, tape: _Tape, env: dict) -> tuple[list, int]:
+        vals, nb = self._load(tape, env)
+        self._execute(tape, vals)
+        return vals, nb
+
+    def _load(self, tape: _Tape, env: dict) -> tuple[list, int]:
+        """The value list with the variables in place, checked and cast; and the batch size."""
         vals = list(tape.initial)
         nb = None
         for nid, name, shape, is_b in tape.variables:
@@ -561,10 +516,44 @@ class Plan:
                     raise ValueError(f"`{name}` has shape {v.shape}; expected {shape}")
                 v = v.reshape(1, *shape)
             vals[nid] = v
+        return vals, (1 if nb is None else nb)
+
+    @staticmethod
+    def _execute(tape: _Tape, vals: list) -> None:
         with np.errstate(all="ignore"):         # outside a domain: NaN, as NumPy gives it
             for s in tape.steps:
                 vals[s.out] = s.fwd(s, *[vals[i] for i in s.args])
-        return vals, (1 if nb is None else nb)
+
+    # -- the data-parallel backward: each half of the batch on its own core ----------------------------
+    @staticmethod
+    def _worth_halving(tape: _Tape, nid: int, nb: int) -> bool:
+        # examples are independent (no operation mixes them), so halves are exact; a handoff costs
+        # about 50 µs, worth it from some 10^5 batched entries
+        return nb >= 32 and tape.batched[nid] and nb * tape.entries_per_example >= HALVING_MIN and can_pair()
+
+    def _backward_in_halves(self, tape: _Tape, vals: list, nid: int, names: set, nb: int, bset: frozenset,
+                            env: dict) -> tuple[float, dict]:
+        batched_vars = {v for v, _, _, is_b in tape.variables if is_b}
+        seed_value = 1.0 / nb
+
+        def half(lo: int, hi: int):
+            part = [v[lo:hi] if i in batched_vars else v for i, v in enumerate(vals)]
+            self._execute(tape, part)
+            seed = np.full(hi - lo, seed_value, dtype=self.dtype)
+            grads = self._reverse(tape, part, nid, seed)
+            return float(np.sum(part[nid])), self._collect(tape, grads, names, hi - lo, bset, env)
+
+        mid = nb // 2
+        (sum_a, a), (sum_b, b) = pair(lambda: half(0, mid), lambda: half(mid, nb))
+        in_tape = {name for _, name, _, is_b in tape.variables if is_b}
+        for name, g in a.items():
+            if name in in_tape:
+                a[name] = np.concatenate([g, b[name]])
+            elif name not in bset:              # an unbatched variable: the halves' gradients add up
+                flat, other = g.reshape(-1), b[name].reshape(-1)
+                split_rows(lambda lo, hi, flat=flat, other=other: np.add(flat[lo:hi], other[lo:hi], out=flat[lo:hi]),
+                           flat.size, flat.size, PARALLEL_MIN_CHEAP)
+        return (sum_a + sum_b) / nb, a
 
     def _reverse(self, tape: _Tape, vals: list, root: int, seed) -> list:
         grads: list = [None] * len(vals)
@@ -587,7 +576,8 @@ class Plan:
             g = grads[var.node]
             is_b = name in batched
             if g is None:                       # the loss does not depend on it (maybe not even in the tape)
-                lead = np.shape(env[name])[:1] if is_b and name in env else ()
+                lead = (nb,) if is_b and var.node < len(tape.batched) and tape.batched[var.node] else \
+                    np.shape(env[name])[:1] if is_b and name in env else ()
                 out[name] = np.zeros(lead + var.shape, dtype=self.dtype)
                 continue
             shape = (nb, *var.shape) if is_b else var.shape
@@ -656,7 +646,8 @@ def _compile(net: Network, batched: frozenset, targets: tuple, wrt: frozenset | 
         grad[nid] = any(grad[a] for a in node.args)
         steps.append(_step(net, node, is_b, grad, dtype))
     _plan_buffers(net, steps, targets, is_b, backward=wrt is not None)
-    return _Tape(steps, variables, initial, is_b)
+    entries = sum(math.prod(s.node.shape) for s in steps if s.batched)
+    return _Tape(steps, variables, initial, is_b, entries)
 
 
 # What each vjp reads besides g: (the output y, the arguments). A value no rule reads may be overwritten.

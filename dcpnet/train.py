@@ -27,8 +27,9 @@ from .errors import DcpnetError, Diagnostic, did_you_mean
 from .evaluate import compile_network, init_params, project_params
 from .graph import Network
 from .lattice import Interval
+from .optim import OPTIMIZERS
 
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8           # torch.optim.Adam's defaults, as optim.Adam's
 CHUNK = 1 << 14                                  # examples per forward pass when measuring a loss
 
 
@@ -60,44 +61,6 @@ class TrainResult:
     best_epoch: int | None = None                # the epoch whose params were kept (validation only)
     steps: int = 0
     val_index: np.ndarray | None = None          # which examples were held out for validation
-
-
-# ----------------------------------------------------------------------------------------------------
-# Optimizers: the update rules of torch.optim.Adam and plain SGD, written out so runs can be compared
-# ----------------------------------------------------------------------------------------------------
-
-class _SGD:
-    def __init__(self, params: dict, lr: float):
-        self.lr = lr
-
-    def deltas(self, grads: dict) -> dict:
-        return {k: self.lr * g for k, g in grads.items()}
-
-
-class _Adam:
-    def __init__(self, params: dict, lr: float):
-        self.lr = lr
-        self.m = {k: np.zeros_like(v) for k, v in params.items()}
-        self.v = {k: np.zeros_like(v) for k, v in params.items()}
-        self.t = 0
-
-    def deltas(self, grads: dict) -> dict:
-        b1, b2 = ADAM_BETAS
-        self.t += 1
-        step = self.lr / (1 - b1 ** self.t)
-        root_c2 = math.sqrt(1 - b2 ** self.t)
-        out = {}
-        for k, g in grads.items():
-            m, v = self.m[k], self.v[k]
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * (g * g)
-            out[k] = step * m / (np.sqrt(v) / root_c2 + ADAM_EPS)
-        return out
-
-
-OPTIMIZERS = {"adam": _Adam, "sgd": _SGD}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -236,9 +199,7 @@ class _Loop:
         return total / seen
 
     def _update(self, grads: dict) -> None:
-        deltas = self.opt.deltas(grads)
-        for k, p in self.params.items():
-            np.subtract(p, deltas[k], out=p)
+        self.opt.step(self.params, grads)
         project_params(self.net, self.params)
 
     def _stop(self, reason: str) -> None:
