@@ -13,7 +13,9 @@ Subgradient convention at kinks (the left derivative, as `atoms.py`'s `df` gives
 abs'(0) = 0, leaky_relu'(0) = a, huber clipped at ±2; `max`, `min`, `norm_inf`, `maximum` and `minimum`
 send the whole gradient to the *first* extremal entry (or argument); `norm2` at 0 has gradient 0.
 
-Speed: large elementwise kernels run on two threads (`DCPNET_THREADS=1` for one), and on glibc the first
+Speed: a backward over a large batch runs its two halves at once, one per core (`parallel.pair`; the
+halves' gradients of the params are added, those of batched inputs concatenated); large elementwise kernels
+of a single pass run on two threads (`DCPNET_THREADS=1` for one of each). On glibc the first
 compiled plan raises malloc's mmap and trim thresholds, so that the large temporaries of each pass are
 recycled from the heap instead of being mapped, faulted in and unmapped every time (a third of a training
 step otherwise); `DCPNET_MALLOC_TUNE=0` leaves malloc alone.
