@@ -33,6 +33,10 @@ from .graph import Network, Node
 from .parallel import PARALLEL_MIN_CHEAP, can_pair, pair, split_rows
 
 HALVING_MIN = 1 << 16                          # batched entries from which a backward is split in two halves
+# Forward GEMM FLOPs per batched entry above which a backward is left whole, OpenBLAS's threads sharing each
+# GEMM: two half-batch GEMMs on one thread each run slower than one on two (an ICNN of width 512 on 784
+# inputs: 520 FLOPs an entry, 8% faster whole; width 256 on 32 inputs: 100, 15% faster in halves)
+GEMM_BOUND = 300
 
 # ----------------------------------------------------------------------------------------------------
 # Steps: one per computed node, with everything the kernels need chosen at compile time.
@@ -402,6 +406,12 @@ class _Tape:
     initial: list                                       # constants in place, None elsewhere
     batched: list[bool]                                 # per node id (False where not in the tape)
     entries_per_example: int = 0                        # entries of the batched values: the work's size
+    flops_per_example: int = 0                          # of the forward's batched matrix products
+
+    def halves_pay(self, nb: int) -> bool:
+        """Whether running two halves of a batch of `nb` at once beats one pass with threaded GEMMs."""
+        return nb >= 32 and nb * self.entries_per_example >= HALVING_MIN and \
+            self.flops_per_example <= GEMM_BOUND * self.entries_per_example
 
 
 @dataclass
@@ -467,6 +477,18 @@ class Plan:
         grads = self._reverse(tape, vals, nid, seed)
         return loss_mean, self._collect(tape, grads, names, nb, bset, env)
 
+    def backward_sum(self, env: dict, batched: set[str] | None, loss: str | int | None, wrt: set[str],
+                     total: int) -> tuple[float, dict]:
+        """(sum of the loss over these examples, gradient of that sum / `total`): the share of some rows
+        of a batch of `total` examples, as a process computing half of a batch needs it."""
+        nid = self._loss_id(loss)
+        tape = self._tape(self._batched(batched), (nid,), frozenset(wrt))
+        vals, nb = self._load(tape, env)
+        self._execute(tape, vals)
+        lv = vals[nid]
+        grads = self._reverse(tape, vals, nid, np.full(lv.shape[0], 1.0 / total, dtype=self.dtype))
+        return float(np.sum(lv)), self._collect(tape, grads, set(wrt), nb, self._batched(batched), env)
+
     # -- internals ---------------------------------------------------------------------------------
     def _batched(self, batched) -> frozenset:
         names = frozenset(self.net.inputs if batched is None else batched)
@@ -531,7 +553,7 @@ class Plan:
     def _worth_halving(tape: _Tape, nid: int, nb: int) -> bool:
         # examples are independent (no operation mixes them), so halves are exact; a handoff costs
         # about 50 µs, worth it from some 10^5 batched entries
-        return nb >= 32 and tape.batched[nid] and nb * tape.entries_per_example >= HALVING_MIN and can_pair()
+        return tape.batched[nid] and tape.halves_pay(nb) and can_pair()
 
     def _backward_in_halves(self, tape: _Tape, vals: list, nid: int, names: set, nb: int, bset: frozenset,
                             env: dict) -> tuple[float, dict]:
@@ -649,7 +671,8 @@ def _compile(net: Network, batched: frozenset, targets: tuple, wrt: frozenset | 
         steps.append(_step(net, node, is_b, grad, dtype))
     _plan_buffers(net, steps, targets, is_b, backward=wrt is not None)
     entries = sum(math.prod(s.node.shape) for s in steps if s.batched)
-    return _Tape(steps, variables, initial, is_b, entries)
+    flops = sum(2 * s.info[2] * s.info[3] * s.info[4] for s in steps if s.batched and s.rule == "matmul")
+    return _Tape(steps, variables, initial, is_b, entries, flops)
 
 
 # What each vjp reads besides g: (the output y, the arguments). A value no rule reads may be overwritten.
@@ -869,11 +892,11 @@ def project_params(net: Network, params: dict[str, np.ndarray]) -> None:
     >>> project_params(net, p); bool(p["w"][0] >= 0.7 and p["w"][1] <= 1.1)
     True
     """
+    bounds = param_bounds(net, params)
     for name, value in params.items():
-        var = net.variables.get(name)
-        if var is None or (var.bounds.lo == -math.inf and var.bounds.hi == math.inf):
+        if name not in bounds:
             continue
-        lo, hi = _inside_bounds(var.bounds.lo, var.bounds.hi, np.asarray(value).dtype)
+        lo, hi = bounds[name]
         if isinstance(value, np.ndarray) and value.flags.writeable:
             if hi == math.inf:                  # one-sided: a single cheap pass (np.clip is slower)
                 np.maximum(value, lo, out=value)
@@ -883,6 +906,17 @@ def project_params(net: Network, params: dict[str, np.ndarray]) -> None:
                 np.clip(value, lo, hi, out=value)
         else:                                   # a NumPy scalar cannot be written into: replace it
             params[name] = np.clip(value, lo, hi)
+
+
+def param_bounds(net: Network, params: dict[str, np.ndarray]) -> dict[str, tuple]:
+    """(lo, hi) of every constrained param among `params`, as numbers of its dtype inside the declared interval
+    (what the optimizers clip onto, in the same pass as their update)."""
+    out = {}
+    for name, value in params.items():
+        var = net.variables.get(name)
+        if var is not None and (var.bounds.lo > -math.inf or var.bounds.hi < math.inf):
+            out[name] = _inside_bounds(var.bounds.lo, var.bounds.hi, np.asarray(value).dtype)
+    return out
 
 
 def _inside_bounds(lo: float, hi: float, dtype) -> tuple[float, float]:

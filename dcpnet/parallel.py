@@ -89,21 +89,29 @@ def pair(first, second):
 
     Each job runs with `split_rows` inline: both cores are already taken. Only where `can_pair()`.
     """
-    global _in_pair
     helper = _get_helper()
-    with one_blas_thread():
-        _in_pair = True
+    with cores_taken():
+        helper.jobs.put((lambda _lo, _hi: second(), 0, 0))
         try:
-            helper.jobs.put((lambda _lo, _hi: second(), 0, 0))
-            try:
-                a = first()
-            finally:
-                b, err = helper.done.get()      # never leave the helper running past the flag
+            a = first()
         finally:
-            _in_pair = False
+            b, err = helper.done.get()          # never leave the helper running past the block
     if err is not None:
         raise err
     return a, b
+
+
+@contextlib.contextmanager
+def cores_taken():
+    """Inside: both cores are busy (a pair of jobs, or another process), so `split_rows` runs inline
+    and OpenBLAS uses one thread."""
+    global _in_pair
+    with one_blas_thread():
+        _in_pair = True
+        try:
+            yield
+        finally:
+            _in_pair = False
 
 
 # ----------------------------------------------------------------------------------------------------

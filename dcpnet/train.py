@@ -24,10 +24,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .errors import DcpnetError, Diagnostic, did_you_mean
-from .evaluate import compile_network, init_params, project_params
+from .evaluate import compile_network, init_params, param_bounds, project_params
 from .graph import Network
 from .lattice import Interval
 from .optim import OPTIMIZERS
+from .worker import HalfBatchWorker
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8           # torch.optim.Adam's defaults, as optim.Adam's
 CHUNK = 1 << 14                                  # examples per forward pass when measuring a loss
@@ -109,7 +110,9 @@ def train(net: Network, data: dict[str, np.ndarray], loss: str, *, epochs: int =
     kept = np.setdiff1d(np.arange(n), held) if held is not None else None
     train_data = data if held is None else {k: v[kept] for k, v in data.items()}
     val_data = {} if held is None else {k: v[held] for k, v in data.items()}
-    loop = _Loop(net, loss, params, OPTIMIZERS[optimizer](params, lr), dtype, progress)
+    # the optimizer clips constrained params onto their bounds in its own pass: the projection
+    loop = _Loop(net, loss, params, OPTIMIZERS[optimizer](params, lr, bounds=param_bounds(net, params)), dtype,
+                 progress)
     loop.result.val_index = held
     n_train = n - (0 if held is None else len(held))
     return loop.run(train_data, n_train, val_data, epochs, batch, patience, shuffles(seed, n_train))
@@ -141,6 +144,18 @@ class _Loop:
         self.last = None                             # the params before the latest step
 
     def run(self, data, n, val_data, epochs, batch, patience, orders) -> TrainResult:
+        # a second process for half of each batch where it pays (params move to memory it shares)
+        self.worker = HalfBatchWorker.start(self.plan, self.params, sorted(self.inputs), self.loss, self.wrt,
+                                            min(batch, n))
+        try:
+            return self._run(data, n, val_data, epochs, batch, patience, orders)
+        finally:
+            if self.worker is not None:
+                self.worker.close()
+                for k, v in self.params.items():        # plain arrays again, not views of the mapping
+                    self.params[k] = np.array(v)
+
+    def _run(self, data, n, val_data, epochs, batch, patience, orders) -> TrainResult:
         res, hist = self.result, self.result.history
         steps = -(-n // batch)
         best, best_params, waited = math.inf, None, 0
@@ -181,7 +196,10 @@ class _Loop:
             idx = order[(step - 1) * batch: step * batch]
             env = dict(self.params)
             env.update({k: v[idx] for k, v in data.items()})
-            value, grads = self.plan.backward(env, self.inputs, self.loss, wrt=self.wrt)
+            if self.worker is not None:
+                value, grads = self.worker.backward(env, parts=True)
+            else:
+                value, grads = self.plan.backward(env, self.inputs, self.loss, wrt=self.wrt)
             bad = _nonfinite(value, grads)
             if bad:
                 if self.last is not None:
@@ -199,8 +217,7 @@ class _Loop:
         return total / seen
 
     def _update(self, grads: dict) -> None:
-        self.opt.step(self.params, grads)
-        project_params(self.net, self.params)
+        self.opt.step(self.params, grads)          # and the projection, in the same pass
 
     def _stop(self, reason: str) -> None:
         self.result.stopped_early = True
@@ -215,8 +232,9 @@ def _nonfinite(value: float, grads: dict) -> str | None:
     if not math.isfinite(value):
         return f"the loss is {value}"
     for name, g in grads.items():
-        if not np.isfinite(g).all():
-            return f"the gradient of `{name}` holds {g[~np.isfinite(g)].flat[0]}"
+        for part in g if isinstance(g, tuple) else (g,):     # a gradient in parts: each must be finite
+            if not np.isfinite(part).all():
+                return f"the gradient of `{name}` holds {part[~np.isfinite(part)].flat[0]}"
     return None
 
 

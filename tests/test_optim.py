@@ -36,7 +36,7 @@ def _torch_adam(params, grads, lr, b1, b2, eps):
 def test_adam_is_torchs_rule(monkeypatch, dtype, kernel):
     if kernel == "numba":
         pytest.importorskip("numba")
-    monkeypatch.setattr(optim, "_kernel", [None] if kernel == "numpy" else [])
+    monkeypatch.setattr(optim, "_numba", [None] if kernel == "numpy" else [])
     monkeypatch.setattr(optim, "NUMBA_MIN", 0)
     params, grads = _problem(dtype)
     want = _torch_adam(params, grads, 0.01, 0.8, 0.99, 1e-6)
@@ -76,6 +76,39 @@ def test_sgd(dtype):
     optim.SGD(params, lr=0.1).step(params, grads[0])
     for k in params:
         np.testing.assert_allclose(params[k], want[k], rtol=1e-6 if dtype == np.float32 else 1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kernel", ["numpy", "numba"])
+def test_parts_and_bounds_in_the_same_pass(monkeypatch, dtype, kernel):
+    """Two parts of a gradient give the update of their sum; constrained params end exactly on their
+    bounds (in float32 too: the bounds are the float32 numbers inside the interval)."""
+    if kernel == "numba":
+        pytest.importorskip("numba")
+    monkeypatch.setattr(optim, "_numba", [None] if kernel == "numpy" else [])
+    monkeypatch.setattr(optim, "NUMBA_MIN", 0)
+    params, grads = _problem(dtype, seed=3)
+    twin = {k: v.copy() for k, v in params.items()}
+    bounds = {"W": (dtype(0.0), dtype(np.inf)), "big": (np.nextafter(dtype(-0.7), dtype(0)), dtype(0.3))}
+    a = optim.Adam(params, lr=0.5, bounds=bounds)
+    b = optim.Adam(twin, lr=0.5, bounds=bounds)
+    rng = np.random.default_rng(4)
+    for g in grads[:3]:
+        split = {k: rng.normal(size=np.shape(v)).astype(dtype) for k, v in g.items()}
+        a.step(params, {k: (v - split[k], split[k]) for k, v in g.items()})
+        b.step(twin, {k: (v - split[k]) + split[k] for k, v in g.items()})
+    for k in params:
+        np.testing.assert_allclose(params[k], twin[k], rtol=1e-12 if dtype == np.float64 else 1e-5, atol=1e-6)
+    assert params["W"].min() == 0.0 and np.count_nonzero(params["W"] == 0) > 0
+    lo, hi = bounds["big"]
+    assert params["big"].min() == lo and params["big"].max() == hi
+    assert float(lo) >= -0.7
+
+
+def test_sgd_parts_and_bounds():
+    p = {"w": np.array([1.0, 2.0, 3.0])}
+    optim.SGD(p, lr=0.5, bounds={"w": (0.0, 2.5)}).step(p, {"w": (np.array([4.0, 0.0, -2.0]), np.array([0.0, 1.0, 0.0]))})
+    assert p["w"].tolist() == [0.0, 1.5, 2.5]
 
 
 def test_small_problems_do_not_load_numba():
