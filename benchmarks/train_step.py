@@ -5,7 +5,8 @@
 
 For each size it prints the examples per second of dcpnet's compiled evaluator and of the same model in
 PyTorch on the CPU (when torch is installed), their ratio, the GEMM FLOPs of one step, the rate of the same
-GEMMs done by bare `np.matmul`, and how close the step comes to that GEMM-bound rate.
+GEMMs done by bare `np.matmul`, how close the step comes to that GEMM-bound rate, how the step split its
+batch, and the rate of the same GEMMs in torch (MKL), the library's share of any gap.
 
 The ICNN (Amos et al. 2017): z_0 = act(Wx_0 x + b_0), z_k = act(Wz_k z_{k-1} + Wx_k x + b_k) with Wz_k >= 0,
 f = a @ z_last + c @ x + c0 with a >= 0, loss = (f - y)^2, trained on its batch mean.
@@ -106,6 +107,7 @@ def dcpnet_step(net, params, x, y, dtype):
     plan = compile_network(net, ["loss"], dtype)
     wrt = set(net.params)
     worker = HalfBatchWorker.start(plan, params, ["x", "y"], "loss", wrt, len(x))
+    MODE[0] = "process" if worker else "threads" if plan.halves(len(x), "loss", wrt) else "whole"
     if worker is not None:
         WORKERS.append(worker)
     # the projection onto Wz >= 0, a >= 0 is done by the optimizer, in the pass of its update
@@ -119,6 +121,7 @@ def dcpnet_step(net, params, x, y, dtype):
 
 
 WORKERS: list = []                      # closed after each measurement
+MODE = [""]                             # how the latest step splits its batch
 
 
 def torch_step(params, x, y, depth, act, dtype):
@@ -157,22 +160,37 @@ def problem(d: int, w: int, depth: int, batch: int, act: str, dtype):
     return net, params, x, y
 
 
-def torch_seconds(d, w, depth, batch, act, dtype, seconds) -> float | None:
-    """Seconds per torch step, measured in a child process: torch's spinning OpenMP threads
-    (OMP_WAIT_POLICY=ACTIVE) would otherwise steal both cores from NumPy's BLAS in this one."""
+def torch_seconds(d, w, depth, batch, act, dtype, seconds) -> tuple[float, float] | None:
+    """(seconds per torch step, torch's GEMM rate on the step's shapes), measured in a child process: torch's
+    spinning OpenMP threads (OMP_WAIT_POLICY=ACTIVE) would otherwise steal both cores from NumPy's BLAS here."""
     cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker",
            ",".join(map(str, (d, w, depth, batch, act, np.dtype(dtype).name, seconds, int(SINGLE_CORE))))]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return None
-    return float(done.stdout.split()[-1])
+    step, rate = done.stdout.split()[-2:]
+    return float(step), float(rate)
 
 
 def torch_worker(spec: str) -> None:
     d, w, depth, batch, act, dtype, seconds, _ = spec.split(",")
     d, w, depth, batch, dtype = int(d), int(w), int(depth), int(batch), np.dtype(dtype).type
     _, params, x, y = problem(d, w, depth, batch, act, dtype)
-    print(time_steps(torch_step(params, x, y, depth, act, dtype), float(seconds)))
+    print(time_steps(torch_step(params, x, y, depth, act, dtype), float(seconds)),
+          torch_gemm_rate(gemm_shapes(d, w, depth, batch), dtype, float(seconds) / 2))
+
+
+def torch_gemm_rate(shapes, dtype, seconds: float) -> float:
+    """FLOP/s of bare `torch.matmul` (MKL) on the step's GEMM shapes: the library's share of the gap."""
+    import torch
+
+    tdt = torch.float32 if dtype == np.float32 else torch.float64
+    pairs = [(torch.randn(m, k, dtype=tdt), torch.randn(k, n, dtype=tdt)) for m, k, n in shapes]
+
+    def run():
+        for a, b in pairs:
+            torch.matmul(a, b)
+    return flops(shapes) / time_steps(run, seconds)
 
 
 def main() -> None:
@@ -194,23 +212,26 @@ def main() -> None:
         print("torch is not installed: dcpnet figures only (pip install torch==2.13.0)")
     acts = ["softplus", "relu"] if args.act == "both" else [args.act]
     dtypes = [np.float64, np.float32] if args.dtype == "both" else [np.dtype(args.dtype).type]
-    print(f"dcpnet's Adam kernel: {optim.kernel_name()}; two halves of each batch at once: {can_pair()} (the "
-          f"second half in a worker process where the batch's values outnumber the params, else on a thread)")
+    print(f"dcpnet's Adam kernel: {optim.kernel_name()}. Batches split in halves run at once: {can_pair()}; "
+          f"'halves on' says where the second half ran: a worker process, a thread, or nowhere (whole: the step\n"
+          f"is GEMM-bound, and OpenBLAS's two threads share each GEMM)")
     print(f"{'act':8} {'dtype':7} {'d':>4} {'width':>5} {'depth':>5} {'batch':>5} | {'dcpnet ex/s':>11} "
           f"{'torch ex/s':>10} {'ratio':>5} | {'MFLOP/step':>10} {'GEMM GF/s':>9} {'GEMM-bound ex/s':>15} "
-          f"{'% of it':>7} {'halves on':>9}")
+          f"{'% of it':>7} {'halves on':>9} | {'torch GEMM GF/s':>15}")
     for act in acts:
         for dtype in dtypes:
             for d, w, depth, batch in SIZES:
                 # interleaved rounds, best of each: the machine's load drifts between measurements
                 t_torch = t_ours = math.inf
+                torch_rate = 0.0
                 shapes, rate = gemm_shapes(d, w, depth, batch), 0.0
                 for _ in range(args.rounds):
-                    if have_torch:
-                        t_torch = min(t_torch, torch_seconds(d, w, depth, batch, act, dtype, args.seconds) or math.inf)
+                    measured = torch_seconds(d, w, depth, batch, act, dtype, args.seconds) if have_torch else None
+                    if measured:
+                        t_torch, torch_rate = min(t_torch, measured[0]), max(torch_rate, measured[1])
                     net, params, x, y = problem(d, w, depth, batch, act, dtype)
                     t_ours = min(t_ours, time_steps(dcpnet_step(net, params, x, y, dtype), args.seconds))
-                    mode = "process" if WORKERS else "threads"
+                    mode = MODE[0]
                     while WORKERS:
                         WORKERS.pop().close()
                     rate = max(rate, gemm_rate(shapes, dtype, args.seconds / 2))   # the bound: its best round too
@@ -219,9 +240,10 @@ def main() -> None:
                 ours = batch / t_ours
                 theirs = f"{batch / t_torch:10.0f}" if t_torch else f"{'-':>10}"
                 ratio = f"{t_torch / t_ours:5.2f}" if t_torch else f"{'-':>5}"
+                torch_gemm = f"{torch_rate / 1e9:15.1f}" if torch_rate else f"{'-':>15}"
                 print(f"{act:8} {np.dtype(dtype).name:7} {d:4} {w:5} {depth:5} {batch:5} | {ours:11.0f} {theirs} "
                       f"{ratio} | {flops(shapes) / 1e6:10.1f} {rate / 1e9:9.1f} {bound:15.0f} "
-                      f"{100 * ours / bound:6.0f}% {mode:>9}", flush=True)
+                      f"{100 * ours / bound:6.0f}% {mode:>9} | {torch_gemm}", flush=True)
 
 
 if __name__ == "__main__":

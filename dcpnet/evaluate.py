@@ -477,6 +477,13 @@ class Plan:
         grads = self._reverse(tape, vals, nid, seed)
         return loss_mean, self._collect(tape, grads, names, nb, bset, env)
 
+    def halves(self, nb: int, loss: str | int | None = None, wrt: set[str] | None = None,
+               batched: set[str] | None = None) -> bool:
+        """Whether `backward` on a batch of `nb` runs its two halves at once (on two threads)."""
+        nid = self._loss_id(loss)
+        names = set(self.net.variables) if wrt is None else set(wrt)
+        return self._worth_halving(self._tape(self._batched(batched), (nid,), frozenset(names)), nid, nb)
+
     def backward_sum(self, env: dict, batched: set[str] | None, loss: str | int | None, wrt: set[str],
                      total: int) -> tuple[float, dict]:
         """(sum of the loss over these examples, gradient of that sum / `total`): the share of some rows

@@ -143,3 +143,14 @@ def test_an_error_in_a_half_is_the_error_of_the_call(monkeypatch):
     with pytest.raises(ValueError, match="examples"):
         plan.backward(env, loss="loss")
     assert not parallel._in_pair
+
+
+@needs_pair
+def test_gemm_bound_steps_are_left_whole():
+    """Halves pay where elementwise work and per-call overhead matter; a step whose batched values are few
+    next to its GEMM FLOPs runs whole, OpenBLAS's threads sharing each GEMM."""
+    light = load_text("input x[8]\nparam W[64, 8]\ny = sum(softplus(W @ x))\n")            # 16 FLOPs an entry
+    heavy = load_text("input x[784]\nparam W[64, 784]\ny = sum(softplus(W @ x))\n")        # about 1,500
+    assert compile_network(light, ["y"]).halves(4096, "y")
+    assert not compile_network(heavy, ["y"]).halves(4096, "y")
+    assert not compile_network(light, ["y"]).halves(16, "y")                               # too few examples
