@@ -22,6 +22,7 @@ step otherwise); `DCPNET_MALLOC_TUNE=0` leaves malloc alone.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .graph import Network, Node
-from .parallel import PARALLEL_MIN_CHEAP, can_pair, pair, split_rows
+from .parallel import PARALLEL_MIN_CHEAP, can_pair, inline, pair, split_rows
 
 HALVING_MIN = 1 << 16                          # batched entries from which a backward is split in two halves
 # Forward GEMM FLOPs per batched entry above which a backward is left whole, OpenBLAS's threads sharing each
@@ -408,10 +409,13 @@ class _Tape:
     entries_per_example: int = 0                        # entries of the batched values: the work's size
     flops_per_example: int = 0                          # of the forward's batched matrix products
 
+    @property
+    def gemm_bound(self) -> bool:
+        return self.flops_per_example > GEMM_BOUND * self.entries_per_example
+
     def halves_pay(self, nb: int) -> bool:
         """Whether running two halves of a batch of `nb` at once beats one pass with threaded GEMMs."""
-        return nb >= 32 and nb * self.entries_per_example >= HALVING_MIN and \
-            self.flops_per_example <= GEMM_BOUND * self.entries_per_example
+        return nb >= 32 and nb * self.entries_per_example >= HALVING_MIN and not self.gemm_bound
 
 
 @dataclass
@@ -467,14 +471,17 @@ class Plan:
         vals, nb = self._load(tape, env)
         if not per_example and self._worth_halving(tape, nid, nb):
             return self._backward_in_halves(tape, vals, nid, names, nb, bset, env)
-        self._execute(tape, vals)
-        lv = vals[nid]
-        loss_mean = float(np.mean(lv)) if lv.shape[0] == nb else float(lv[0])
-        n_seed = lv.shape[0]
-        seed = np.full(n_seed, 1.0 if per_example or n_seed == 1 else 1.0 / nb, dtype=self.dtype)
-        if n_seed == 1 and per_example and nb > 1:
-            seed *= nb                          # an unbatched loss summed over B examples
-        grads = self._reverse(tape, vals, nid, seed)
+        # GEMM-bound: OpenBLAS's threads share each GEMM and spin between them; a helper thread would fight
+        # them for the second core (measured 8% slower), so the elementwise work stays on this thread
+        with inline() if tape.gemm_bound else contextlib.nullcontext():
+            self._execute(tape, vals)
+            lv = vals[nid]
+            loss_mean = float(np.mean(lv)) if lv.shape[0] == nb else float(lv[0])
+            n_seed = lv.shape[0]
+            seed = np.full(n_seed, 1.0 if per_example or n_seed == 1 else 1.0 / nb, dtype=self.dtype)
+            if n_seed == 1 and per_example and nb > 1:
+                seed *= nb                      # an unbatched loss summed over B examples
+            grads = self._reverse(tape, vals, nid, seed)
         return loss_mean, self._collect(tape, grads, names, nb, bset, env)
 
     def halves(self, nb: int, loss: str | int | None = None, wrt: set[str] | None = None,

@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from .parallel import split_rows
+from .parallel import one_blas_thread, split_rows
 
 BLOCK = 1 << 16                                # entries per block: five arrays of it fit in L2
 NUMBA_MIN = 1 << 16                            # entries from which numba's import and first call pay off
@@ -59,7 +59,10 @@ class _Optimizer:
                 mid = i + 1
                 break
         bounds = (0, mid, len(blocks))
-        split_rows(lambda lo, hi: run(bounds[lo], bounds[hi]), 2, self.size, least=2 * BLOCK)
+        # OpenBLAS's workers spin after a GEMM and would take a core from the helper thread: held at one
+        # thread, they stop (measured: Adam right after a backward 1.18 ms, 0.93 ms so, 0.72 ms alone)
+        with one_blas_thread():
+            split_rows(lambda lo, hi: run(bounds[lo], bounds[hi]), 2, self.size, least=2 * BLOCK)
 
 
 class SGD(_Optimizer):

@@ -105,13 +105,21 @@ def pair(first, second):
 def cores_taken():
     """Inside: both cores are busy (a pair of jobs, or another process), so `split_rows` runs inline
     and OpenBLAS uses one thread."""
+    with one_blas_thread(), inline():
+        yield
+
+
+@contextlib.contextmanager
+def inline():
+    """Inside: `split_rows` runs on the calling thread alone, as where OpenBLAS's workers, spinning
+    between the GEMMs of a GEMM-bound pass, hold the other core."""
     global _in_pair
-    with one_blas_thread():
-        _in_pair = True
-        try:
-            yield
-        finally:
-            _in_pair = False
+    before = _in_pair
+    _in_pair = True
+    try:
+        yield
+    finally:
+        _in_pair = before
 
 
 # ----------------------------------------------------------------------------------------------------
