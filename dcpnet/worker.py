@@ -11,21 +11,26 @@ do. So a training run forks one worker process that holds the same compiled plan
   and a pipe each way carries "go" and "done" (or an error message);
 - the worker leaves when its pipe closes: when `close` is called, the object is collected, or the parent dies.
 
-Only where `os.fork` exists, two cores are free and the batch is large enough (`HalfBatchWorker.start`
-returns None elsewhere, and callers use `Plan.backward`).
+Only on Linux (fork without exec), where two cores are free and the batch is large enough
+(`HalfBatchWorker.start` returns None elsewhere, and callers use `Plan.backward`).
 """
 from __future__ import annotations
 
 import math
 import mmap
 import os
+import sys
+import warnings
 import weakref
-from typing import Self
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import parallel
 from .evaluate import Plan
+
+if TYPE_CHECKING:
+    from typing import Self                 # Python 3.11+, and only an annotation here
 
 _ALIGN = 64                                    # bytes: each array starts on a cache line
 # The worker's gradients are copied out and added in: worth it where the batch's values outnumber the
@@ -46,7 +51,8 @@ class HalfBatchWorker:
     def start(cls, plan: Plan, params: dict[str, np.ndarray], inputs: list[str], loss: str, wrt: set[str],
               max_batch: int) -> HalfBatchWorker | None:
         """A worker where one pays off, else None."""
-        if not hasattr(os, "fork") or parallel.THREADS < 2 or max_batch < 64 or not set(wrt) <= set(params):
+        if not sys.platform.startswith("linux") or parallel.THREADS < 2 or max_batch < 64 or \
+                not set(wrt) <= set(params):
             return None
         nid = plan._loss_id(loss)
         tape = plan._tape(plan._batched(inputs), (nid,), frozenset(wrt))
@@ -81,7 +87,12 @@ class HalfBatchWorker:
             params[k] = self.shared[f"p:{k}"]
         go_r, self._go = os.pipe()
         self._done, done_w = os.pipe()
-        self.pid = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns that forking a process with threads may deadlock the child; this child
+            # only runs NumPy and OpenBLAS (which reinitialises itself at fork) and never takes the
+            # locks of the parent's other threads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.pid = os.fork()
         if self.pid == 0:                       # the child: serve until the pipe closes, never return
             status = 0
             try:

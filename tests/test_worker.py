@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from dcpnet.graph import load_text
 from dcpnet.train import train
 from dcpnet.worker import HalfBatchWorker
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the worker is forked on Linux only")
 
 ICNN = """input x[6]
 input y
