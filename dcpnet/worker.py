@@ -30,7 +30,7 @@ from . import parallel
 from .evaluate import Plan
 
 if TYPE_CHECKING:
-    from typing import Self                 # Python 3.11+, and only an annotation here
+    from typing import Self  # Python 3.11+, and only an annotation here
 
 _ALIGN = 64                                    # bytes: each array starts on a cache line
 # The worker's gradients are copied out and added in: worth it where the batch's values outnumber the
