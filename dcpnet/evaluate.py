@@ -498,6 +498,8 @@ class Plan:
         nid = self._loss_id(loss)
         tape = self._tape(self._batched(batched), (nid,), frozenset(wrt))
         vals, nb = self._load(tape, env)
+        if not tape.batched[nid]:
+            raise ValueError(f"the loss `{self.net.nodes[nid].label}` depends on no batched variable")
         self._execute(tape, vals)
         lv = vals[nid]
         grads = self._reverse(tape, vals, nid, np.full(lv.shape[0], 1.0 / total, dtype=self.dtype))
