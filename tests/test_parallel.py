@@ -154,3 +154,15 @@ def test_gemm_bound_steps_are_left_whole():
     assert compile_network(light, ["y"]).halves(4096, "y")
     assert not compile_network(heavy, ["y"]).halves(4096, "y")
     assert not compile_network(light, ["y"]).halves(16, "y")                               # too few examples
+
+
+def test_one_thread_setting_turns_both_off(monkeypatch):
+    from dcpnet.worker import HalfBatchWorker
+    monkeypatch.setattr(parallel, "THREADS", 1)
+    monkeypatch.setattr(evaluate, "HALVING_MIN", 0)
+    assert not parallel.can_pair()
+    net = load_text(ICNN)
+    params = dict(init_params(net, np.random.default_rng(0)))
+    plan = compile_network(net, ["loss"])
+    assert not plan.halves(4096, "loss")
+    assert HalfBatchWorker.start(plan, params, ["x", "y"], "loss", set(net.params), 4096) is None
