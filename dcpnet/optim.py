@@ -38,6 +38,8 @@ class _Optimizer:
         """Per param: (flat param, flat gradient parts, lo, hi) in the param's dtype."""
         out = {}
         for k, p in params.items():
+            if not isinstance(p, np.ndarray) or not p.flags.writeable or not p.flags.c_contiguous:
+                raise TypeError(f"param `{k}` must be a writable C-ordered array: it is updated in place")
             kind = p.dtype.type
             parts = grads[k] if isinstance(grads[k], tuple) else (grads[k],)
             flat = tuple(np.ascontiguousarray(g, dtype=p.dtype).reshape(-1) for g in parts)

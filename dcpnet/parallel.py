@@ -6,7 +6,9 @@ or on half of a batch, runs truly in parallel with the main thread.
 One pool for everything, as torch has: OpenBLAS's worker threads spin for a while after each GEMM, and on
 a machine with two cores they then take a core from whatever runs next (measured: an Adam update right
 after a GEMM ran 1.7x slower). So the data-parallel backward (`pair`) runs with OpenBLAS held at one
-thread per caller (`one_blas_thread`), each half on its own core, and gives the setting back afterwards.
+thread per caller (`one_blas_thread`), each half on its own core, and gives the setting back afterwards;
+a GEMM-bound pass leaves OpenBLAS its two threads and keeps the elementwise work on one (`inline`).
+Two threads still share the GIL: `worker.py` runs the second half in a process where that pays.
 
 `DCPNET_THREADS=1` turns all of it off.
 """

@@ -114,3 +114,11 @@ def test_sgd_parts_and_bounds():
 def test_small_problems_do_not_load_numba():
     opt = optim.Adam({"w": np.zeros(10)})
     assert optim.kernel_name(opt.size) == "numpy"
+
+
+def test_params_that_cannot_be_updated_in_place_are_refused():
+    frozen = np.zeros(3)
+    frozen.flags.writeable = False
+    for bad in (np.float64(1.0), frozen, np.zeros((3, 2)).T):
+        with pytest.raises(TypeError, match="in place"):
+            optim.Adam({"w": bad}).step({"w": bad}, {"w": np.ones(np.shape(bad))})
