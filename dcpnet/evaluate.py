@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .graph import Network, Node
-from .parallel import PARALLEL_MIN_CHEAP, can_pair, inline, pair, split_rows
+from .parallel import PARALLEL_MIN_CHEAP, add_into, can_pair, inline, pair, split_rows
 
 HALVING_MIN = 1 << 16                          # batched entries from which a backward is split in two halves
 # Forward GEMM FLOPs per batched entry above which a backward is left whole, OpenBLAS's threads sharing each
@@ -500,10 +500,14 @@ class Plan:
         vals, nb = self._load(tape, env)
         if not tape.batched[nid]:
             raise ValueError(f"the loss `{self.net.nodes[nid].label}` depends on no batched variable")
+        return self._share_of(tape, vals, nid, set(wrt), nb, self._batched(batched), env, total)
+
+    def _share_of(self, tape: _Tape, vals: list, nid: int, names: set, rows: int, bset: frozenset, env: dict,
+                  total: int) -> tuple[float, dict]:
+        """(sum of the loss over the `rows` examples in `vals`, gradient of that sum / `total`)."""
         self._execute(tape, vals)
-        lv = vals[nid]
-        grads = self._reverse(tape, vals, nid, np.full(lv.shape[0], 1.0 / total, dtype=self.dtype))
-        return float(np.sum(lv)), self._collect(tape, grads, set(wrt), nb, self._batched(batched), env)
+        grads = self._reverse(tape, vals, nid, np.full(rows, 1.0 / total, dtype=self.dtype))
+        return float(np.sum(vals[nid])), self._collect(tape, grads, names, rows, bset, env)
 
     # -- internals ---------------------------------------------------------------------------------
     def _batched(self, batched) -> frozenset:
@@ -574,14 +578,10 @@ class Plan:
     def _backward_in_halves(self, tape: _Tape, vals: list, nid: int, names: set, nb: int, bset: frozenset,
                             env: dict) -> tuple[float, dict]:
         batched_vars = {v for v, _, _, is_b in tape.variables if is_b}
-        seed_value = 1.0 / nb
 
         def half(lo: int, hi: int):
             part = [v[lo:hi] if i in batched_vars else v for i, v in enumerate(vals)]
-            self._execute(tape, part)
-            seed = np.full(hi - lo, seed_value, dtype=self.dtype)
-            grads = self._reverse(tape, part, nid, seed)
-            return float(np.sum(part[nid])), self._collect(tape, grads, names, hi - lo, bset, env)
+            return self._share_of(tape, part, nid, names, hi - lo, bset, env, nb)
 
         mid = nb // 2
         (sum_a, a), (sum_b, b) = pair(lambda: half(0, mid), lambda: half(mid, nb))
@@ -590,9 +590,7 @@ class Plan:
             if name in in_tape:
                 a[name] = np.concatenate([g, b[name]])
             elif name not in bset:              # an unbatched variable: the halves' gradients add up
-                flat, other = g.reshape(-1), b[name].reshape(-1)
-                split_rows(lambda lo, hi, flat=flat, other=other: np.add(flat[lo:hi], other[lo:hi], out=flat[lo:hi]),
-                           flat.size, flat.size, PARALLEL_MIN_CHEAP)
+                add_into(g, b[name])
         return (sum_a + sum_b) / nb, a
 
     def _reverse(self, tape: _Tape, vals: list, root: int, seed) -> list:

@@ -142,9 +142,7 @@ class HalfBatchWorker:
         if parts:
             return (total + float(self._head[0])) / nb, {k: (g, self.shared[f"g:{k}"]) for k, g in grads.items()}
         for k, g in grads.items():
-            flat, other = g.reshape(-1), self.shared[f"g:{k}"].reshape(-1)
-            parallel.split_rows(lambda lo, hi, f=flat, o=other: np.add(f[lo:hi], o[lo:hi], out=f[lo:hi]),
-                                flat.size, flat.size, parallel.PARALLEL_MIN_CHEAP)
+            parallel.add_into(g, self.shared[f"g:{k}"])
         return (total + float(self._head[0])) / nb, grads
 
     def close(self) -> None:

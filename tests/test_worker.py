@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from test_parallel import ICNN
 
 from dcpnet import evaluate
 from dcpnet.evaluate import compile_network, init_params
@@ -17,15 +18,6 @@ from dcpnet.worker import HalfBatchWorker
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the worker is forked on Linux only")
 
-ICNN = """input x[6]
-input y
-param W0[16, 6], b0[16]
-z0 = softplus(W0 @ x + b0)
-param Wz[16, 16] >= 0, W1[16, 6]
-z1 = relu(Wz @ z0 + W1 @ x)
-param a[16] >= 0, c0
-loss = (a @ z1 + c0 - y)^2
-"""
 
 
 @pytest.fixture
