@@ -39,11 +39,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from dcpnet import optim
-from dcpnet.evaluate import compile_network, init_params, param_bounds
+from dcpnet.evaluate import compile_network
 from dcpnet.graph import load_text
-from dcpnet.parallel import can_pair
-from dcpnet.worker import HalfBatchWorker
+from dcpnet.train import optim
+from dcpnet.train.loop import tune_malloc
+from dcpnet.train.params import init_params, param_bounds
 
 SIZES = [(32, 256, 4, 256), (784, 512, 3, 128), (8, 64, 8, 1024)]   # (d, width, depth, batch)
 LR, BETA1, BETA2, EPS = 1e-3, 0.9, 0.999, 1e-8
@@ -102,26 +102,20 @@ def gemm_rate(shapes, dtype, seconds: float) -> float:
 
 
 def dcpnet_step(net, params, x, y, dtype):
-    """A step as `dcpnet train` takes it: the second half of the batch in a worker process where that
-    pays (`HalfBatchWorker.start`), else as `Plan.backward` splits it; then Adam and the projection."""
+    """A step as `dcpnet train` takes it: `Plan.backward` on the batch, then Adam and the projection."""
+    tune_malloc()
     plan = compile_network(net, ["loss"], dtype)
     wrt = set(net.params)
-    worker = HalfBatchWorker.start(plan, params, ["x", "y"], "loss", wrt, len(x))
-    MODE[0] = "process" if worker else "threads" if plan.halves(len(x), "loss", wrt) else "whole"
-    if worker is not None:
-        WORKERS.append(worker)
     # the projection onto Wz >= 0, a >= 0 is done by the optimizer, in the pass of its update
     adam = optim.Adam(params, lr=LR, betas=(BETA1, BETA2), eps=EPS, bounds=param_bounds(net, params))
     env = dict(params, x=x, y=y)
 
     def step():
-        _, grads = worker.backward(env, parts=True) if worker else plan.backward(env, loss="loss", wrt=wrt)
+        _, grads = plan.backward(env, loss="loss", wrt=wrt)
         adam.step(params, grads)
     return step
 
 
-WORKERS: list = []                      # closed after each measurement
-MODE = [""]                             # how the latest step splits its batch
 
 
 def torch_step(params, x, y, depth, act, dtype):
@@ -212,12 +206,10 @@ def main() -> None:
         print("torch is not installed: dcpnet figures only (pip install torch==2.13.0)")
     acts = ["softplus", "relu"] if args.act == "both" else [args.act]
     dtypes = [np.float64, np.float32] if args.dtype == "both" else [np.dtype(args.dtype).type]
-    print(f"dcpnet's Adam kernel: {optim.kernel_name()}. Batches split in halves run at once: {can_pair()}; "
-          f"'halves on' says where the second half ran: a worker process, a thread, or nowhere (whole: the step\n"
-          f"is GEMM-bound, and OpenBLAS's two threads share each GEMM)")
+    print(f"dcpnet's Adam kernel: {optim.kernel_name()}; the batch runs whole, OpenBLAS's threads sharing each GEMM")
     print(f"{'act':8} {'dtype':7} {'d':>4} {'width':>5} {'depth':>5} {'batch':>5} | {'dcpnet ex/s':>11} "
           f"{'torch ex/s':>10} {'ratio':>5} | {'MFLOP/step':>10} {'GEMM GF/s':>9} {'GEMM-bound ex/s':>15} "
-          f"{'% of it':>7} {'halves on':>9} | {'torch GEMM GF/s':>15}")
+          f"{'% of it':>7} | {'torch GEMM GF/s':>15}")
     for act in acts:
         for dtype in dtypes:
             for d, w, depth, batch in SIZES:
@@ -231,9 +223,6 @@ def main() -> None:
                         t_torch, torch_rate = min(t_torch, measured[0]), max(torch_rate, measured[1])
                     net, params, x, y = problem(d, w, depth, batch, act, dtype)
                     t_ours = min(t_ours, time_steps(dcpnet_step(net, params, x, y, dtype), args.seconds))
-                    mode = MODE[0]
-                    while WORKERS:
-                        WORKERS.pop().close()
                     rate = max(rate, gemm_rate(shapes, dtype, args.seconds / 2))   # the bound: its best round too
                 t_torch = None if t_torch == math.inf else t_torch
                 bound = batch / (flops(shapes) / rate)
@@ -243,7 +232,7 @@ def main() -> None:
                 torch_gemm = f"{torch_rate / 1e9:15.1f}" if torch_rate else f"{'-':>15}"
                 print(f"{act:8} {np.dtype(dtype).name:7} {d:4} {w:5} {depth:5} {batch:5} | {ours:11.0f} {theirs} "
                       f"{ratio} | {flops(shapes) / 1e6:10.1f} {rate / 1e9:9.1f} {bound:15.0f} "
-                      f"{100 * ours / bound:6.0f}% {mode:>9} | {torch_gemm}", flush=True)
+                      f"{100 * ours / bound:6.0f}% | {torch_gemm}", flush=True)
 
 
 if __name__ == "__main__":

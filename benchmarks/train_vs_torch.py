@@ -23,9 +23,9 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from dcpnet.evaluate import init_params
 from dcpnet.graph import load
 from dcpnet.train import ADAM_BETAS, ADAM_EPS, mean_loss, seed_streams, shuffles, train
+from dcpnet.train.params import init_params
 
 SEED, BATCH = 0, 32
 

@@ -1,14 +1,17 @@
-"""The `dcpnet` command line: a thin layer that parses options and calls one function per subcommand.
+"""The `dcpnet` command line: argparse, and the body of every command.
 
-Subcommands import their machinery lazily, so `dcpnet check` on a file without user atoms never loads sympy.
-Exit codes (SPEC section 3): 0 every check holds, 1 some check does not, 2 bad input.
+Each body is one library call and the printing of its answer; the machinery is imported inside the body, so
+`dcpnet check` on a file without user atoms never loads sympy, the training package or the interop layer.
+Nothing imports this module. Exit codes (SPEC section 3): 0 every check holds, 1 some check does not (or
+training stopped on a non-finite value), 2 bad input.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from .errors import DcpnetError
+from .errors import DcpnetError, Diagnostic
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -20,53 +23,70 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def _positive_int(text: str) -> int:
+def _number(kind, test, wanted: str):
+    """An argparse type: `kind(text)` that passes `test`, else an error saying what was `wanted`."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
+        return value
+    return parse
+
+
+_positive_int = _number(int, lambda v: v > 0, "a positive integer")
+_nonneg_int = _number(int, lambda v: v >= 0, "a nonnegative integer")
+_positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive finite number")
+
+
+def _version() -> str:
+    from importlib import metadata
+
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+        return metadata.version("dcpnet")
+    except metadata.PackageNotFoundError:      # run from a source checkout that was never installed
+        from . import __version__
 
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a nonnegative integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
-    return value
+        return __version__
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dcpnet", description="Prove or refute the convexity of neural networks.")
+    parser.add_argument("--version", action="version", version=f"dcpnet {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_check(sub)
+    _add_train(sub)
+    _add_eval(sub)
+    return parser
 
-    check = sub.add_parser("check", help="prove or refute the curvature claims of a .net file")
-    check.add_argument("file", help="the .net file")
+
+def _add_output_options(p) -> None:
+    p.add_argument("--width", type=_positive_int, help="console width in columns (default: the terminal's, "
+                   "else $COLUMNS; output to a pipe or file is not wrapped)")
+    p.add_argument("--color", action=argparse.BooleanOptionalAction, default=None,
+                   help="colour the output (default: on a terminal, unless $NO_COLOR is set; $FORCE_COLOR forces it)")
+
+
+def _add_check(sub) -> None:
+    check = sub.add_parser("check", help="prove or refute the curvature claims of .net files",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    check.add_argument("files", nargs="+", metavar="FILE", help="the .net files")
     check.add_argument("--wrt", help="also analyse every output in these variables (comma-separated; "
                        "`inputs` and `params` name the groups)")
     check.add_argument("--json", action="store_true", help="print the JSON report on stdout")
-    check.add_argument("--tree", action="store_true", help="print the certificate tree of each result")
-    check.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the witness search (default 0)")
-    check.add_argument("--budget", type=_positive_float, default=3.0,
-                       help="seconds of witness search per claim (default 3)")
+    check.add_argument("--tree", action="store_true", help="print the certificate tree of each result (the "
+                       "partial tree, with the failing node marked, where not proved)")
+    check.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the witness search")
+    check.add_argument("--budget", type=_positive_float, default=3.0, help="seconds of witness search per claim")
     check.add_argument("--plot", metavar="FILE.png", help="draw the first witness along its segment")
-    check.add_argument("--width", type=_positive_int, help=argparse.SUPPRESS)
+    _add_output_options(check)
 
-    train = sub.add_parser("train", help="fit the params of a network, keeping its sign constraints")
+
+def _add_train(sub) -> None:
+    train = sub.add_parser("train", help="fit the params of a network, keeping its sign constraints",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     train.add_argument("file")
     train.add_argument("--data", required=True, help="DATA.npz: one array per input, leading example axis")
     train.add_argument("--loss", required=True, help="the scalar output to minimise (mean over examples)")
@@ -75,7 +95,8 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=_positive_float, default=1e-2)
     train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     train.add_argument("--seed", type=_nonneg_int, default=0)
-    train.add_argument("--out", default="params.npz", help="where to save the params (default params.npz)")
+    train.add_argument("--out", default="params.npz", help="where to save the params")
+    train.add_argument("--force", action="store_true", help="overwrite an existing --out (and --plot)")
     train.add_argument("--init", help="PARAMS.npz to start from")
     train.add_argument("--val", type=float, default=0.0, help="fraction of examples held out for validation")
     train.add_argument("--patience", type=_positive_int, help="stop after this many epochs without "
@@ -83,38 +104,244 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     train.add_argument("--plot", metavar="FILE.png", help="draw the loss curve")
 
-    ev = sub.add_parser("eval", help="run the compiled network on data")
+
+def _add_eval(sub) -> None:
+    ev = sub.add_parser("eval", help="run the compiled network on data",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ev.add_argument("file")
     ev.add_argument("--params", required=True, help="PARAMS.npz: one array per param")
     ev.add_argument("--data", required=True, help="DATA.npz: one array per input")
     ev.add_argument("--out", help="OUT.npz: one array per output (default: print a summary)")
     ev.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    command = {"check": _cmd_check, "train": _cmd_train, "eval": _cmd_eval}[args.command]
     try:
-        if args.command == "check":
-            from .report import run_check
-
-            return run_check(args)
-        if args.command == "train":
-            from .train import run_train
-
-            return run_train(args)
-        from .evaluate import run_eval
-
-        return run_eval(args)
+        return command(args)
     except DcpnetError as err:
         sys.stderr.write(err.format() + "\n")
         return EXIT_BAD_INPUT
+    except BrokenPipeError:                    # `dcpnet check ... | head`: the reader left, nothing failed
+        _silence_stdout()
+        return getattr(args, "outcome", EXIT_OK)
     except KeyboardInterrupt:
         return 130
 
 
-def load_network(path: str):
-    """Read and build a network; a missing or unreadable file is bad input (graph.load says where)."""
-    from .graph import load
+def _silence_stdout() -> None:
+    # Python flushes stdout at exit; a closed pipe would raise again there
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
-    return load(path)
+
+# -- check ---------------------------------------------------------------------------------------------
+def _cmd_check(args) -> int:
+    from .graph import load
+    from .verify import check_network
+
+    reports, codes = [], []
+    for path in args.files:
+        try:
+            net = load(path)
+            results = check_network(net, args.wrt, seed=args.seed, budget=args.budget)
+        except DcpnetError as err:
+            if len(args.files) == 1:
+                raise
+            sys.stderr.write(err.format() + "\n")
+            codes.append(EXIT_BAD_INPUT)
+            continue
+        ok = all(r.holds is not False for r in results)
+        codes.append(EXIT_OK if ok else EXIT_FAILED)
+        args.outcome = max(codes)
+        reports.append((path, net, results, ok))
+        if not args.json:
+            _print_check(args, path, net, results)
+    if args.json:
+        from .report import dump_json
+
+        dump_json([{"file": path, "ok": ok, "results": [r.as_json() for r in results]}
+                   for path, _, results, ok in reports], single=len(args.files) == 1)
+    if args.plot:
+        _plot_first_witness(reports, args.plot)
+    return max(codes)
+
+
+def _print_check(args, path: str, net, results) -> None:
+    from .report import print_results
+
+    console = make_console(args)
+    if len(args.files) > 1:
+        console.print(f"[bold]{path}[/]", highlight=False)
+    if not net.outputs and not net.checks:
+        sys.stderr.write(f"{path}: warning: no `output` and no `check` line: there is nothing to check\n")
+    print_results(console, net, results, tree=args.tree)
+
+
+def _plot_first_witness(reports, path: str) -> None:
+    from .report import plot_witness
+
+    for _, net, results, _ in reports:
+        for r in results:
+            for prop in ("convex", "concave"):
+                if r[prop].witness:
+                    plot_witness(net, r.expr, r[prop].witness, path)
+                    return
+    sys.stderr.write(f"{path}: nothing refuted, so there is no witness to draw (no file written)\n")
+
+
+def make_console(args, stderr: bool = False):
+    """A rich console for people: a terminal gets its width and colours; a pipe or a file gets lines that are
+    never wrapped, no trailing spaces and no colour codes (unless `--color` or $FORCE_COLOR asks)."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    terminal = stream.isatty()
+    color = args.color if getattr(args, "color", None) is not None else \
+        (terminal or bool(os.environ.get("FORCE_COLOR"))) and not os.environ.get("NO_COLOR")
+    width = getattr(args, "width", None) or (None if terminal else _env_columns())
+    if terminal:
+        return Console(file=stream, width=width, no_color=not color, force_terminal=color or None)
+    return Console(file=_RightTrimmed(stream), width=width or 100_000, no_color=not color, force_terminal=color,
+                   color_system="standard" if color else None, soft_wrap=width is None, highlight=False)
+
+
+def _env_columns() -> int | None:
+    text = os.environ.get("COLUMNS", "")
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+class _RightTrimmed:
+    """A text stream that drops the spaces before each line end (rich pads lines to the console width)."""
+
+    def __init__(self, stream):
+        self.stream, self.pending = stream, ""
+
+    def write(self, text: str) -> int:
+        lines = (self.pending + text).split("\n")
+        self.pending = lines.pop()
+        if lines:
+            self.stream.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.stream.write(self.pending.rstrip(" "))
+            self.pending = ""
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+# -- train ---------------------------------------------------------------------------------------------
+def _cmd_train(args) -> int:
+    """`dcpnet train FILE --data D.npz --loss NAME ...`: 0 done and every check line holds, 1 training stopped
+    on a non-finite value or a check line does not hold, 2 bad input (nothing written)."""
+    import numpy as np
+
+    from .graph import load
+    from .train import check_options, load_data, load_params, recheck, save_npz, train
+
+    net = load(args.file)
+    dtype = np.float32 if args.dtype == "float32" else np.float64
+    check_options(net, args.loss, args.epochs, args.batch, args.lr, args.optimizer, args.val, args.patience)
+    _writable(args.out, "--out", args.force)
+    if args.plot:
+        from .report import plot_ready
+
+        _writable(args.plot, "--plot", args.force)
+        plot_ready(args.plot)
+    data, _ = load_data(net, args.data, dtype)
+    init = load_params(net, args.init, dtype) if args.init else None
+    from .report import training_progress
+
+    with training_progress() as progress:
+        res = train(net, data, args.loss, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                    optimizer=args.optimizer, seed=args.seed, init=init, val=args.val, patience=args.patience,
+                    dtype=dtype, progress=progress)
+    save_npz(args.out, res.params)
+    if args.plot and res.history["train"]:
+        from .report import plot_history
+
+        plot_history(res.history, args.plot, f"{os.path.basename(args.file)}: {args.loss}")
+    diverged = res.stopped_early and res.reason.startswith("stopped")
+    (sys.stderr if diverged else sys.stdout).write(f"{args.file}: {res.reason}\n")
+    _print_training(net, res, args)
+    checks = recheck(net, res.params, seed=args.seed)
+    _print_rechecks(checks)
+    return EXIT_FAILED if diverged or not all(c.holds for c in checks) else EXIT_OK
+
+
+def _writable(path: str, what: str, force: bool) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise DcpnetError(Diagnostic(f"{what}: the folder {folder} does not exist", path, 1, 1))
+    if os.path.exists(path) and not force:
+        raise DcpnetError(Diagnostic(f"{what}: the file exists; pass --force to overwrite it", path, 1, 1))
+
+
+def _print_training(net, res, args) -> None:
+    from .lattice import Interval
+    from .train import violations
+
+    hist = res.history
+    parts = [f"{res.steps} steps"]
+    if hist["train"]:
+        epochs = len(hist["train"])
+        parts.append(f"train loss {hist['train'][-1]:.6g} (after {epochs} epoch{'s' if epochs != 1 else ''})")
+    if hist["val"]:
+        parts.append(f"validation loss {hist['val'][-1]:.6g}")
+    print(", ".join(parts))
+    print(f"wrote {os.fspath(args.out)}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in res.params.items()))
+    if args.plot and hist["train"]:
+        print(f"wrote {os.fspath(args.plot)}: the loss curve")
+    bad = violations(net, res.params)
+    constrained = [n for n in net.params if net.variables[n].bounds != Interval()]
+    if bad:
+        print("constraints violated: " + "; ".join(bad))
+    elif constrained:
+        print(f"every constraint holds exactly for the trained params ({', '.join(constrained)})")
+
+
+def _print_rechecks(checks) -> None:
+    if not checks:
+        return
+    print("check lines, re-verified for the trained params (the certificates are proved under the declared "
+          "constraints, which the trained params satisfy exactly, so they still apply):")
+    for c in checks:
+        mark = "✓" if c.holds else "✗"
+        extra = f"; with the trained params pinned: {c.pinned}" if c.pinned else \
+            "; a refutation is about the family of networks (its witness may choose other weights)"
+        print(f"  {mark} {c.text}: {c.declared}{extra}")
+
+
+# -- eval ----------------------------------------------------------------------------------------------
+def _cmd_eval(args) -> int:
+    """`dcpnet eval FILE --params P.npz --data D.npz [--out OUT.npz] [--dtype float32]`."""
+    import numpy as np
+
+    from .evaluate import compile_network, forward_in_chunks
+    from .graph import load
+    from .train.data import load_data, load_params, save_npz
+
+    net = load(args.file)
+    dtype = np.float32 if args.dtype == "float32" else np.float64
+    params = load_params(net, args.params, dtype)
+    data, n = load_data(net, args.data, dtype)
+    results = forward_in_chunks(compile_network(net, net.outputs, dtype), params, data, n)
+    for name, value in results.items():
+        bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+        if bad:
+            sys.stderr.write(f"{args.file}: warning: output `{name}` has {bad} non-finite value(s) "
+                             f"(an argument outside an atom's domain)\n")
+    if args.out:
+        save_npz(args.out, results)
+        print(f"wrote {os.fspath(args.out)}: " + ", ".join(f"{k} {v.shape}" for k, v in results.items()))
+        return EXIT_OK
+    for name, value in results.items():
+        with np.errstate(all="ignore"):
+            print(f"{name}: shape {value.shape}, mean {np.mean(value):.6g}, "
+                  f"min {np.min(value):.6g}, max {np.max(value):.6g}")
+    return EXIT_OK

@@ -76,3 +76,47 @@ def did_you_mean(name: str, choices) -> str:
 
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def write_atomically(path, write, what: str = "the file") -> None:
+    """Write a file through `write(binary file)` into a temporary file beside it, then rename it into place:
+    no reader ever sees half a file, and a failure leaves nothing behind. The file gets the permissions a
+    plain `open` would give it (0o666 less the umask; mkstemp's own are 0o600). An OSError is bad input.
+    """
+    import os
+    import tempfile
+
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".dcpnet-", suffix=os.path.splitext(path)[1], dir=folder)
+    except OSError as err:
+        raise DcpnetError(Diagnostic(f"cannot write {what}: {err.strerror or err}", path, 1, 1)) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except OSError as err:
+        _remove(tmp)
+        raise DcpnetError(Diagnostic(f"cannot write {what}: {err.strerror or err}", path, 1, 1)) from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)          # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _remove(tmp: str) -> None:
+    import os
+
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass

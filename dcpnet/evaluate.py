@@ -13,31 +13,16 @@ Subgradient convention at kinks (the left derivative, as `atoms.py`'s `df` gives
 abs'(0) = 0, leaky_relu'(0) = a, huber clipped at ±2; `max`, `min`, `norm_inf`, `maximum` and `minimum`
 send the whole gradient to the *first* extremal entry (or argument); `norm2` at 0 has gradient 0.
 
-Speed: a backward over a large batch runs its two halves at once, one per core (`parallel.pair`; the
-halves' gradients of the params are added, those of batched inputs concatenated); large elementwise kernels
-of a single pass run on two threads (`DCPNET_THREADS=1` for one of each). On glibc the first
-compiled plan raises malloc's mmap and trim thresholds, so that the large temporaries of each pass are
-recycled from the heap instead of being mapped, faulted in and unmapped every time (a third of a training
-step otherwise); `DCPNET_MALLOC_TUNE=0` leaves malloc alone.
+Everything here is the tape: what to do with params (initialise, project) and how to train lives in
+`dcpnet.train`.
 """
 from __future__ import annotations
 
-import contextlib
-import math
-import os
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .graph import Network, Node
-from .parallel import PARALLEL_MIN_CHEAP, add_into, can_pair, inline, pair, split_rows
-
-HALVING_MIN = 1 << 16                          # batched entries from which a backward is split in two halves
-# Forward GEMM FLOPs per batched entry above which a backward is left whole, OpenBLAS's threads sharing each
-# GEMM: two half-batch GEMMs on one thread each run slower than one on two (an ICNN of width 512 on 784
-# inputs: 520 FLOPs an entry, 8% faster whole; width 256 on 32 inputs: 100, 15% faster in halves)
-GEMM_BOUND = 300
 
 # ----------------------------------------------------------------------------------------------------
 # Steps: one per computed node, with everything the kernels need chosen at compile time.
@@ -89,10 +74,6 @@ def _ones(n: int, dtype) -> np.ndarray:
     return ones
 
 
-def _rows(v, lo, hi):
-    return v[lo:hi] if v.shape[0] > 1 else v
-
-
 # ----------------------------------------------------------------------------------------------------
 # Forward kernels and vector-Jacobian rules, keyed by operation.
 # ----------------------------------------------------------------------------------------------------
@@ -100,14 +81,7 @@ def _rows(v, lo, hi):
 def _binary(s, a, b):
     a, b = _pad(a, s.pads[0]), _pad(b, s.pads[1])
     out = a if s.inplace == 0 else b if s.inplace == 1 else None
-    if a.ndim != b.ndim or max(a.size, b.size) < PARALLEL_MIN_CHEAP:
-        return s.info(a, b, out=out)
-    if out is None:
-        out = np.empty(np.broadcast_shapes(a.shape, b.shape), dtype=s.dtype)
-    f = s.info
-    split_rows(lambda lo, hi: f(_rows(a, lo, hi), _rows(b, lo, hi), out=out[lo:hi]), out.shape[0], out.size,
-                PARALLEL_MIN_CHEAP)
-    return out
+    return s.info(a, b, out=out)
 
 
 def _add_vjp(s, g, y, a, b):
@@ -218,19 +192,14 @@ def _scalar_vjp(s, g, y, u):
 
 
 def _relu(s, u):
-    out = u if s.inplace == 0 else np.empty_like(u)
-    split_rows(lambda lo, hi: np.maximum(u[lo:hi], 0, out=out[lo:hi]), u.shape[0], u.size, PARALLEL_MIN_CHEAP)
-    return out
+    return np.maximum(u, 0, out=u if s.inplace == 0 else None)
 
 
 def _relu_vjp(s, g, y, u):
-    out = np.empty_like(g)                     # relu'(0) = 0; y > 0 exactly where u > 0
-    split_rows(lambda lo, hi: np.multiply(g[lo:hi], y[lo:hi] > 0, out=out[lo:hi]), g.shape[0], g.size,
-                PARALLEL_MIN_CHEAP)
-    return (out,)
+    return (np.multiply(g, y > 0),)            # relu'(0) = 0; y > 0 exactly where u > 0
 
 
-def _softplus_rows(u, t):
+def _softplus_stable(u, t):
     # max(u, 0) + log1p(exp(-|u|)): exact to a few ulps, and SIMD kernels where logaddexp has none
     np.abs(u, out=t)
     np.negative(t, out=t)
@@ -243,7 +212,7 @@ def _softplus_rows(u, t):
 _SOFTPLUS_DIRECT = {np.float64: 700.0, np.float32: 80.0}
 
 
-def _softplus_direct_rows(u, t):
+def _softplus_direct(u, t):
     np.exp(u, out=t)
     np.log1p(t, out=t)
 
@@ -251,21 +220,15 @@ def _softplus_direct_rows(u, t):
 def _softplus(s, u):
     out = np.empty_like(u)
     direct = u.size and u.max() < _SOFTPLUS_DIRECT.get(s.dtype, 0.0)   # a NaN fails it too
-    rows = _softplus_direct_rows if direct else _softplus_rows
-    split_rows(lambda lo, hi: rows(u[lo:hi], out[lo:hi]), u.shape[0], u.size)
+    (_softplus_direct if direct else _softplus_stable)(u, out)
     return out
 
 
-def _softplus_vjp_rows(g, y, u, t):
-    # sigmoid(u) = exp(u - softplus(u)): one exp, relative error about |u| ulp
-    np.subtract(u, y, out=t)
-    np.exp(t, out=t)
-    t *= g
-
-
 def _softplus_vjp(s, g, y, u):
-    out = np.empty_like(g)
-    split_rows(lambda lo, hi: _softplus_vjp_rows(g[lo:hi], y[lo:hi], u[lo:hi], out[lo:hi]), g.shape[0], g.size)
+    # sigmoid(u) = exp(u - softplus(u)): one exp, relative error about |u| ulp
+    out = np.subtract(u, y)
+    np.exp(out, out=out)
+    out *= g
     return (out,)
 
 
@@ -406,16 +369,6 @@ class _Tape:
     variables: list[tuple[int, str, tuple, bool]]     # (node id, name, shape, batched)
     initial: list                                       # constants in place, None elsewhere
     batched: list[bool]                                 # per node id (False where not in the tape)
-    entries_per_example: int = 0                        # entries of the batched values: the work's size
-    flops_per_example: int = 0                          # of the forward's batched matrix products
-
-    @property
-    def gemm_bound(self) -> bool:
-        return self.flops_per_example > GEMM_BOUND * self.entries_per_example
-
-    def halves_pay(self, nb: int) -> bool:
-        """Whether running two halves of a batch of `nb` at once beats one pass with threaded GEMMs."""
-        return nb >= 32 and nb * self.entries_per_example >= HALVING_MIN and not self.gemm_bound
 
 
 @dataclass
@@ -469,45 +422,15 @@ class Plan:
         bset = self._batched(batched)
         tape = self._tape(bset, (nid,), frozenset(names))
         vals, nb = self._load(tape, env)
-        if not per_example and self._worth_halving(tape, nid, nb):
-            return self._backward_in_halves(tape, vals, nid, names, nb, bset, env)
-        # GEMM-bound: OpenBLAS's threads share each GEMM and spin between them; a helper thread would fight
-        # them for the second core (measured 8% slower), so the elementwise work stays on this thread
-        with inline() if tape.gemm_bound else contextlib.nullcontext():
-            self._execute(tape, vals)
-            lv = vals[nid]
-            loss_mean = float(np.mean(lv)) if lv.shape[0] == nb else float(lv[0])
-            n_seed = lv.shape[0]
-            seed = np.full(n_seed, 1.0 if per_example or n_seed == 1 else 1.0 / nb, dtype=self.dtype)
-            if n_seed == 1 and per_example and nb > 1:
-                seed *= nb                      # an unbatched loss summed over B examples
-            grads = self._reverse(tape, vals, nid, seed)
-        return loss_mean, self._collect(tape, grads, names, nb, bset, env)
-
-    def halves(self, nb: int, loss: str | int | None = None, wrt: set[str] | None = None,
-               batched: set[str] | None = None) -> bool:
-        """Whether `backward` on a batch of `nb` runs its two halves at once (on two threads)."""
-        nid = self._loss_id(loss)
-        names = set(self.net.variables) if wrt is None else set(wrt)
-        return self._worth_halving(self._tape(self._batched(batched), (nid,), frozenset(names)), nid, nb)
-
-    def backward_sum(self, env: dict, batched: set[str] | None, loss: str | int | None, wrt: set[str],
-                     total: int) -> tuple[float, dict]:
-        """(sum of the loss over these examples, gradient of that sum / `total`): the share of some rows
-        of a batch of `total` examples, as a process computing half of a batch needs it."""
-        nid = self._loss_id(loss)
-        tape = self._tape(self._batched(batched), (nid,), frozenset(wrt))
-        vals, nb = self._load(tape, env)
-        if not tape.batched[nid]:
-            raise ValueError(f"the loss `{self.net.nodes[nid].label}` depends on no batched variable")
-        return self._share_of(tape, vals, nid, set(wrt), nb, self._batched(batched), env, total)
-
-    def _share_of(self, tape: _Tape, vals: list, nid: int, names: set, rows: int, bset: frozenset, env: dict,
-                  total: int) -> tuple[float, dict]:
-        """(sum of the loss over the `rows` examples in `vals`, gradient of that sum / `total`)."""
         self._execute(tape, vals)
-        grads = self._reverse(tape, vals, nid, np.full(rows, 1.0 / total, dtype=self.dtype))
-        return float(np.sum(vals[nid])), self._collect(tape, grads, names, rows, bset, env)
+        lv = vals[nid]
+        loss_mean = float(np.mean(lv)) if lv.shape[0] == nb else float(lv[0])
+        n_seed = lv.shape[0]
+        seed = np.full(n_seed, 1.0 if per_example or n_seed == 1 else 1.0 / nb, dtype=self.dtype)
+        if n_seed == 1 and per_example and nb > 1:
+            seed *= nb                          # an unbatched loss summed over B examples
+        grads = self._reverse(tape, vals, nid, seed)
+        return loss_mean, self._collect(tape, grads, names, nb, bset, env)
 
     # -- internals ---------------------------------------------------------------------------------
     def _batched(self, batched) -> frozenset:
@@ -568,31 +491,6 @@ class Plan:
             for s in tape.steps:
                 vals[s.out] = s.fwd(s, *[vals[i] for i in s.args])
 
-    # -- the data-parallel backward: each half of the batch on its own core ----------------------------
-    @staticmethod
-    def _worth_halving(tape: _Tape, nid: int, nb: int) -> bool:
-        # examples are independent (no operation mixes them), so halves are exact; a handoff costs
-        # about 50 µs, worth it from some 10^5 batched entries
-        return tape.batched[nid] and tape.halves_pay(nb) and can_pair()
-
-    def _backward_in_halves(self, tape: _Tape, vals: list, nid: int, names: set, nb: int, bset: frozenset,
-                            env: dict) -> tuple[float, dict]:
-        batched_vars = {v for v, _, _, is_b in tape.variables if is_b}
-
-        def half(lo: int, hi: int):
-            part = [v[lo:hi] if i in batched_vars else v for i, v in enumerate(vals)]
-            return self._share_of(tape, part, nid, names, hi - lo, bset, env, nb)
-
-        mid = nb // 2
-        (sum_a, a), (sum_b, b) = pair(lambda: half(0, mid), lambda: half(mid, nb))
-        in_tape = {name for _, name, _, is_b in tape.variables if is_b}
-        for name, g in a.items():
-            if name in in_tape:
-                a[name] = np.concatenate([g, b[name]])
-            elif name not in bset:              # an unbatched variable: the halves' gradients add up
-                add_into(g, b[name])
-        return (sum_a + sum_b) / nb, a
-
     def _reverse(self, tape: _Tape, vals: list, root: int, seed) -> list:
         grads: list = [None] * len(vals)
         grads[root] = seed
@@ -629,26 +527,6 @@ class Plan:
         return out
 
 
-_malloc_tuned = False
-
-
-def _tune_malloc() -> None:
-    """glibc: keep freed blocks up to 32 MiB in the heap (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD)."""
-    global _malloc_tuned
-    if _malloc_tuned or os.environ.get("DCPNET_MALLOC_TUNE", "1") == "0" or not sys.platform.startswith("linux"):
-        return
-    _malloc_tuned = True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 32 << 20)             # M_MMAP_THRESHOLD: its maximum on 64-bit glibc
-        libc.mallopt(-1, 1 << 30)              # M_TRIM_THRESHOLD
-        libc.mallopt(-2, 64 << 20)             # M_TOP_PAD
-    except (OSError, AttributeError):          # not glibc (musl, ...): nothing to tune
-        pass
-
-
 def compile_network(net: Network, outputs: list[str | int] | None = None, dtype=np.float64) -> Plan:
     """Compile the part of `net` that `outputs` (names or node ids; default the network's outputs) need.
 
@@ -657,7 +535,6 @@ def compile_network(net: Network, outputs: list[str | int] | None = None, dtype=
     >>> compile_network(net).forward({"t": np.array([0.0, 1.0]), "a": np.array(0.0)})["f"].round(4)
     array([0.6931, 0.6931])
     """
-    _tune_malloc()
     outputs = list(net.outputs if outputs is None else outputs)
     targets = tuple(o if isinstance(o, int) else net.names[o] for o in outputs)
     return Plan(net, outputs, np.dtype(dtype).type, targets)
@@ -684,9 +561,7 @@ def _compile(net: Network, batched: frozenset, targets: tuple, wrt: frozenset | 
         grad[nid] = any(grad[a] for a in node.args)
         steps.append(_step(net, node, is_b, grad, dtype))
     _plan_buffers(net, steps, targets, is_b, backward=wrt is not None)
-    entries = sum(math.prod(s.node.shape) for s in steps if s.batched)
-    flops = sum(2 * s.info[2] * s.info[3] * s.info[4] for s in steps if s.batched and s.rule == "matmul")
-    return _Tape(steps, variables, initial, is_b, entries, flops)
+    return _Tape(steps, variables, initial, is_b)
 
 
 # What each vjp reads besides g: (the output y, the arguments). A value no rule reads may be overwritten.
@@ -787,200 +662,24 @@ def _red_for(arg_shape: tuple, arg_b: bool, out_shape: tuple, out_b: bool):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Parameters: an initialisation inside every constraint, and the projection back onto it
-# ----------------------------------------------------------------------------------------------------
-
-def init_params(net: Network, rng: np.random.Generator, dtype=np.float64) -> dict[str, np.ndarray]:
-    """Initial values for every param, each inside its declared interval.
-
-    The role of a param is read off the DAG. A weight (an operand of `@`) with fan-in n gets:
-    - unconstrained or with a constraint containing 0 on both sides: N(0, 1/n) (LeCun), clipped into
-      [lo, hi];
-    - lower bound 0 (the z-path of an input-convex network): the principled ICNN initialisation of Hoedt &
-      Klambauer (NeurIPS 2023): log-normal weights whose mean² = ρ / f_c(n) and variance = 2(1 - ρ)/n, with
-      target correlation ρ = 1/2 and unit target variance, which keep the mean and the correlation of the
-      signal from drifting through layers of nonnegative weights; the bias added next to such a product is
-      shifted by -n·sqrt(mean²/(2π)) to centre the pre-activation. Then clipped to the upper bound, if any;
-    - upper bound 0: the mirror image; another one-sided or bounded interval: a uniform draw inside it.
-    Any other param (a bias, a scalar gain) starts at 0 (or the ICNN shift), clipped into [lo, hi].
-
-    >>> from dcpnet.graph import load_text
-    >>> net = load_text("input x[3]\\nparam W[4, 3] >= 0, b[4]\\ny = relu(W @ x + b)\\n")
-    >>> p = init_params(net, np.random.default_rng(0))
-    >>> bool((p["W"] >= 0).all()), p["b"].shape, bool((p["b"] < 0).all())
-    (True, (4,), True)
-    """
-    fan_in, shifts = _roles(net)
-    out = {}
-    for name in net.params:
-        var = net.variables[name]
-        lo, hi = var.bounds.lo, var.bounds.hi
-        n = fan_in.get(name)
-        if n is None:
-            value = np.full(var.shape, shifts.get(name, 0.0))
-        elif lo == 0 and hi > 0:
-            value = _icnn_weights(rng, var.shape, n)
-        elif hi == 0 and lo < 0:
-            value = -_icnn_weights(rng, var.shape, n)
-        elif lo <= 0 <= hi:
-            value = rng.normal(0.0, 1.0 / math.sqrt(n), var.shape)
-        else:
-            a = lo if math.isfinite(lo) else hi - 1.0
-            b = hi if math.isfinite(hi) else lo + 1.0
-            value = rng.uniform(a, b, var.shape)
-        out[name] = np.asarray(np.clip(value, lo, hi), dtype=dtype)   # an array even for a scalar param
-    return out
-
-
-_ICNN_CORR = 0.5
-
-
-def _icnn_moments(n: int) -> tuple[float, float]:
-    """(mean², variance) of the weights for fan-in n (Hoedt & Klambauer 2023, eqs. 35 and their code)."""
-    rho = _ICNN_CORR
-    mix = math.sqrt(1 - rho * rho) + rho * math.acos(-rho)
-    f_c = n * (math.pi - n + (n - 1) * mix) / (2 * math.pi)
-    return rho / f_c, 2 * (1 - rho) / n
-
-
-def _icnn_weights(rng: np.random.Generator, shape: tuple, n: int) -> np.ndarray:
-    mean_sq, var = _icnn_moments(n)
-    log_mom2 = math.log(mean_sq + var)
-    mu = math.log(mean_sq) - log_mom2 / 2
-    sigma = math.sqrt(log_mom2 - math.log(mean_sq))
-    return np.exp(rng.normal(mu, sigma, shape))
-
-
-def _roles(net: Network) -> tuple[dict[str, int], dict[str, float]]:
-    """Fan-in of each param used as a matmul operand; the ICNN bias shift of biases next to W ≥ 0."""
-    var_of = {v.node: v for v in net.variables.values() if v.kind == "param"}
-    fan_in: dict[str, int] = {}
-    consumers: dict[int, list[Node]] = {}
-    for node in net.nodes:
-        for a in node.args:
-            consumers.setdefault(a, []).append(node)
-        if node.op == "matmul":
-            left, right = node.args
-            if left in var_of:
-                fan_in.setdefault(var_of[left].name, net.nodes[left].shape[-1])
-            if right in var_of:
-                fan_in.setdefault(var_of[right].name, net.nodes[right].shape[0])
-    shifts: dict[str, float] = {}
-    for node in net.nodes:
-        left = node.args[0] if node.op == "matmul" else None
-        if left not in var_of or var_of[left].bounds.lo != 0 or var_of[left].name not in fan_in:
-            continue
-        mean_sq, _ = _icnn_moments(fan_in[var_of[left].name])
-        shift = -fan_in[var_of[left].name] * math.sqrt(mean_sq / (2 * math.pi))
-        for bias in _added_params(node, consumers, var_of, net):
-            if bias not in fan_in:
-                shifts.setdefault(bias, shift)
-    return fan_in, shifts
-
-
-def _added_params(node: Node, consumers: dict, var_of: dict, net: Network) -> list[str]:
-    """Params summed together with `node` in the chain of `+` above it."""
-    found, stack, seen = [], [node.id], set()
-    while stack:
-        for c in consumers.get(stack.pop(), []):
-            if c.op != "add" or c.id in seen:
-                continue
-            seen.add(c.id)
-            stack.append(c.id)
-            found += [var_of[a].name for a in c.args if a in var_of and net.nodes[a].shape == node.shape]
-    return found
-
-
-def project_params(net: Network, params: dict[str, np.ndarray]) -> None:
-    """Clip every constrained param onto its declared interval, in place (scalars are replaced in the dict),
-    so that `lo <= value <= hi` holds exactly: in float32 a bound like 0.7 rounds to 0.69999999, so the
-    clip uses the nearest float32 inside the interval.
-
-    >>> from dcpnet.graph import load_text
-    >>> net = load_text("input x\\nparam w[2] in [0, 1]\\ny = sum(w * x)\\n")
-    >>> p = {"w": np.array([-0.5, 2.0])}
-    >>> project_params(net, p); p["w"].tolist()
-    [0.0, 1.0]
-    >>> net = load_text("input x\\nparam w[2] in [0.7, 1.1]\\ny = sum(w * x)\\n")
-    >>> p = {"w": np.array([0.0, 2.0], dtype=np.float32)}
-    >>> project_params(net, p); bool(p["w"][0] >= 0.7 and p["w"][1] <= 1.1)
-    True
-    """
-    bounds = param_bounds(net, params)
-    for name, value in params.items():
-        if name not in bounds:
-            continue
-        lo, hi = bounds[name]
-        if isinstance(value, np.ndarray) and value.flags.writeable:
-            if hi == math.inf:                  # one-sided: a single cheap pass (np.clip is slower)
-                np.maximum(value, lo, out=value)
-            elif lo == -math.inf:
-                np.minimum(value, hi, out=value)
-            else:
-                np.clip(value, lo, hi, out=value)
-        else:                                   # a NumPy scalar cannot be written into: replace it
-            params[name] = np.clip(value, lo, hi)
-
-
-def param_bounds(net: Network, params: dict[str, np.ndarray]) -> dict[str, tuple]:
-    """(lo, hi) of every constrained param among `params`, as numbers of its dtype inside the declared interval
-    (what the optimizers clip onto, in the same pass as their update)."""
-    out = {}
-    for name, value in params.items():
-        var = net.variables.get(name)
-        if var is not None and (var.bounds.lo > -math.inf or var.bounds.hi < math.inf):
-            out[name] = _inside_bounds(var.bounds.lo, var.bounds.hi, np.asarray(value).dtype)
-    return out
-
-
-def _inside_bounds(lo: float, hi: float, dtype) -> tuple[float, float]:
-    """The bounds as numbers of `dtype` that lie inside [lo, hi] (a float64 bound is exact already)."""
-    if np.dtype(dtype) == np.float64:
-        return lo, hi
-    kind = np.dtype(dtype).type
-    low, high = kind(lo), kind(hi)
-    if math.isfinite(lo) and float(low) < lo:
-        low = np.nextafter(low, kind(np.inf))
-    if math.isfinite(hi) and float(high) > hi:
-        high = np.nextafter(high, kind(-np.inf))
-    return low, high
-
-
-# ----------------------------------------------------------------------------------------------------
-# `dcpnet eval`
+# Running a plan over many examples
 # ----------------------------------------------------------------------------------------------------
 
 CHUNK = 1 << 16                                # examples per forward pass, to bound memory
 
 
-def run_eval(args) -> int:
-    """`dcpnet eval FILE --params P.npz --data D.npz [--out OUT.npz] [--dtype float32]` (SPEC section 3)."""
-    from .cli import load_network
-    from .data import load_data, load_params, save_npz
+def forward_in_chunks(plan: Plan, params: dict, data: dict, n: int) -> dict[str, np.ndarray]:
+    """The plan's outputs on `n` examples of `data` (one array per input, leading axis), `CHUNK` at a time.
 
-    net = load_network(args.file)
-    dtype = np.float32 if getattr(args, "dtype", "float64") == "float32" else np.float64
-    params = load_params(net, args.params, dtype)
-    data, n = load_data(net, args.data, dtype)
-    plan = compile_network(net, net.outputs, dtype)
+    >>> from dcpnet.graph import load_text
+    >>> net = load_text("input x\\nparam w\\ny = w * x\\n")
+    >>> forward_in_chunks(compile_network(net), {"w": 2.0}, {"x": np.arange(3.0)}, 3)["y"].tolist()
+    [0.0, 2.0, 4.0]
+    """
     parts = []
     for start in range(0, max(n, 1), CHUNK):
         env = dict(params)
         env.update({k: v[start:start + CHUNK] for k, v in data.items()})
-        parts.append(plan.forward(env, set(net.inputs)))
-    results = {name: np.concatenate([p[name] for p in parts]) if len(parts) > 1 else parts[0][name]
-               for name in net.outputs}
-    for name, value in results.items():
-        bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
-        if bad:
-            sys.stderr.write(f"{args.file}: warning: output `{name}` has {bad} non-finite value(s) "
-                             f"(an argument outside an atom's domain)\n")
-    if args.out:
-        save_npz(args.out, results)
-        print(f"wrote {os.fspath(args.out)}: " + ", ".join(f"{k} {v.shape}" for k, v in results.items()))
-    else:
-        for name, value in results.items():
-            with np.errstate(all="ignore"):
-                print(f"{name}: shape {value.shape}, mean {np.mean(value):.6g}, "
-                      f"min {np.min(value):.6g}, max {np.max(value):.6g}")
-    return 0
+        parts.append(plan.forward(env, set(data)))
+    return {name: np.concatenate([p[name] for p in parts]) if len(parts) > 1 else parts[0][name]
+            for name in plan.outputs}

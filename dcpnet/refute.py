@@ -135,7 +135,7 @@ class Refuter:
         """Params drawn as training would start them (fan-in scaled, sign-constrained; see init_params),
         plus noise: in a deep network, weights of a fixed scale blow the signal up or let it die, and then
         no kink is ever crossed; at these scales the activations stay of order one."""
-        from .evaluate import init_params
+        from .train.params import init_params
 
         draws = [init_params(self.net, rng) for _ in range(min(n, 16))]   # a few networks, many noisy copies
         which = rng.integers(0, len(draws), size=n)
@@ -362,58 +362,3 @@ def _entry(value, flat_index: int):
 
 def _lists(values: dict) -> dict:
     return {k: (np.asarray(v, dtype=float).tolist()) for k, v in values.items()}
-
-
-def plot_witness(net, target: str, witness: dict, path: str) -> None:
-    """Draw the output along the segment from a to b with the chord (needs matplotlib)."""
-    try:
-        import matplotlib
-    except ImportError:
-        from .errors import DcpnetError, Diagnostic
-
-        raise DcpnetError(Diagnostic("--plot needs matplotlib: pip install 'dcpnet[plot]'", path, 1, 1)) from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .evaluate import compile_network
-
-    node = net.names[target]
-    ts = np.linspace(0, 1, 201)
-    env = {k: np.repeat(np.asarray(v, dtype=float)[None], len(ts), axis=0) for k, v in witness["fixed"].items()}
-    for k in witness["a"]:
-        a, b = np.asarray(witness["a"][k], dtype=float), np.asarray(witness["b"][k], dtype=float)
-        env[k] = a[None] + np.multiply.outer(ts, b - a)
-    out = compile_network(net, [node]).forward(env, batched=set(env))
-    y = np.asarray(out[node] if node in out else out[target], dtype=float).reshape(len(ts), -1)
-    entry = int(np.ravel_multi_index(witness["index"], net.nodes[node].shape)) if witness["index"] else 0
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(ts, y[:, entry], label=f"{target} along a → b")
-    ax.plot([0, 1], [witness["f_a"], witness["f_b"]], "--", label="chord")
-    ax.plot([0.5], [witness["f_mid"]], "o", label="value at the midpoint")
-    ax.set_xlabel("t  (point = a + t (b − a))")
-    ax.set_title(f"{target} is not convex: the midpoint value lies above the chord" if witness["f_mid"] >
-                 (witness["f_a"] + witness["f_b"]) / 2 else f"{target} is not concave: the midpoint lies below")
-    ax.legend()
-    _save_atomically(fig, path)
-    plt.close(fig)
-
-
-def _save_atomically(fig, path: str) -> None:
-    """Write the picture next to its destination, then rename: never a half-written file."""
-    import os
-    import tempfile
-
-    from .errors import DcpnetError, Diagnostic
-
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".png")
-    except OSError as err:
-        raise DcpnetError(Diagnostic(f"--plot: cannot write {path}: {err.strerror}", path, 1, 1)) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, dpi=100, format="png")
-        os.replace(tmp, path)
-    except (OSError, ValueError) as err:
-        os.unlink(tmp)
-        raise DcpnetError(Diagnostic(f"--plot: cannot write {path}: {err}", path, 1, 1)) from None

@@ -6,57 +6,28 @@ exact output at a fixed width.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 
-from .cli import EXIT_FAILED, EXIT_OK, load_network
-from .errors import DcpnetError, Diagnostic, did_you_mean
+import numpy as np
+
+from .errors import DcpnetError, Diagnostic, write_atomically
 from .lattice import Verdict
 
 COLOURS = {"constant": "white", "affine": "cyan", "convex": "green", "concave": "blue", "unknown": "red"}
 MARKS = {Verdict.PROVED: "[green]proved[/]", Verdict.REFUTED: "[yellow]refuted[/]", Verdict.UNKNOWN: "[red]unknown[/]"}
 
 
-def run_check(args) -> int:
-    from .verify import Verifier, run_checks
-
-    net = load_network(args.file)
-    wrt = _parse_wrt(net, args.wrt, args.file) if args.wrt else None
-    verifier = Verifier(net, seed=args.seed, budget=args.budget)
-    results = run_checks(verifier, wrt)
-    ok = all(r.holds is not False for r in results)
-    if args.json:
-        report = {"file": args.file, "ok": ok, "results": [r.as_json() for r in results]}
-        _dump_json(report)
-    else:
-        from rich.console import Console
-
-        console = Console(width=args.width) if args.width else Console()
-        print_results(console, net, results, tree=args.tree)
-    if getattr(args, "plot", None):
-        _plot_first_witness(net, results, args.plot)
-    return EXIT_OK if ok else EXIT_FAILED
-
-
-def _parse_wrt(net, text: str, file: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    for n in names:
-        if n not in net.variables and n not in ("inputs", "params"):
-            choices = [*net.variables, "inputs", "params"]
-            raise DcpnetError(Diagnostic(f"--wrt: unknown variable `{n}`{did_you_mean(n, choices)}", file, 1, 1))
-    if not names:
-        raise DcpnetError(Diagnostic("--wrt: no variable named", file, 1, 1))
-    return names
-
-
-def _dump_json(report: dict) -> None:
+def dump_json(reports: list[dict], single: bool = True) -> None:
+    """The JSON report of SPEC section 4 on stdout: one object for one file, a list of them for several."""
     # certificates of very deep networks nest deeply; the encoder recurses once per level
     limit = sys.getrecursionlimit()
-    depth = max((_depth(r) for r in report["results"]), default=0)
+    depth = max((_depth(r) for report in reports for r in report["results"]), default=0)
     sys.setrecursionlimit(max(limit, 4 * depth + 1000))
     try:
         # indentation grows with depth, so a deep certificate is printed compactly (linear in its size)
-        text = json.dumps(report, indent=1 if depth <= 64 else None)
+        text = json.dumps(reports[0] if single else reports, indent=1 if depth <= 64 else None)
     finally:
         sys.setrecursionlimit(limit)
     sys.stdout.write(text + "\n")
@@ -201,15 +172,6 @@ def _tree_label(node: dict) -> str:
     return f"[{COLOURS[c]}]{c}[/] {escape(node['expr'])}  [dim]{escape(rng)} {escape(node['rule'])}[/]"
 
 
-def _plot_first_witness(net, results, path: str) -> None:
-    found = next(((r.expr, r[p].witness) for r in results for p in ("convex", "concave") if r[p].witness), None)
-    if found is None:
-        return
-    from .refute import plot_witness
-
-    plot_witness(net, found[0], found[1], path)
-
-
 @contextmanager
 def training_progress():
     """A progress bar on stderr with the running loss (used by `dcpnet train`)."""
@@ -232,4 +194,74 @@ def training_progress():
         yield update
 
 
-__all__ = ["print_results", "run_check", "training_progress"]
+# -- pictures (matplotlib's object API: no global pyplot state) -----------------------------------------
+def plot_ready(path: str) -> None:
+    """Fail early, before any work, when `path` cannot be drawn: no matplotlib, or an unknown format."""
+    figure = _figure_class(path)
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    kinds = figure().canvas.get_supported_filetypes()
+    if ext not in kinds:
+        raise DcpnetError(Diagnostic(f"--plot: cannot draw a `.{ext}` file (one of: {', '.join(sorted(kinds))})",
+                                     path, 1, 1))
+
+
+def _figure_class(path: str):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise DcpnetError(Diagnostic("--plot needs matplotlib: pip install 'dcpnet[plot]'", path, 1, 1)) from None
+    return Figure
+
+
+def _save(fig, path: str) -> None:
+    ext = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    try:
+        write_atomically(path, lambda fh: fig.savefig(fh, format=ext, dpi=100), "the picture")
+    except ValueError as err:                  # matplotlib: an unknown format
+        raise DcpnetError(Diagnostic(f"--plot: cannot write {path}: {err}", path, 1, 1)) from None
+
+
+def plot_witness(net, target: str, witness: dict, path: str) -> None:
+    """Draw the output along the segment from a to b, with the chord and the midpoint."""
+    figure = _figure_class(path)
+    from .evaluate import compile_network
+
+    node = net.names[target]
+    ts = np.linspace(0, 1, 201)
+    env = {k: np.repeat(np.asarray(v, dtype=float)[None], len(ts), axis=0) for k, v in witness["fixed"].items()}
+    for k in witness["a"]:
+        a, b = np.asarray(witness["a"][k], dtype=float), np.asarray(witness["b"][k], dtype=float)
+        env[k] = a[None] + np.multiply.outer(ts, b - a)
+    out = compile_network(net, [node]).forward(env, batched=set(env))
+    y = np.asarray(out[node], dtype=float).reshape(len(ts), -1)
+    entry = int(np.ravel_multi_index(witness["index"], net.nodes[node].shape)) if witness["index"] else 0
+    fig = figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(ts, y[:, entry], label=f"{target} along a → b")
+    ax.plot([0, 1], [witness["f_a"], witness["f_b"]], "--", label="chord")
+    ax.plot([0.5], [witness["f_mid"]], "o", label="value at the midpoint")
+    ax.set_xlabel("t  (point = a + t (b − a))")
+    above = witness["f_mid"] > (witness["f_a"] + witness["f_b"]) / 2
+    ax.set_title(f"{target} is not convex: the midpoint value lies above the chord" if above
+                 else f"{target} is not concave: the midpoint lies below")
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_history(history: dict[str, list[float]], path: str, title: str = "") -> None:
+    """Draw the loss curves of `history` into `path` (its extension picks the format)."""
+    fig = _figure_class(path)(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    for key, style in (("train", "-"), ("val", "--")):
+        values = history.get(key) or []
+        if values:
+            ax.plot(range(1, len(values) + 1), values, style, marker="." if len(values) < 40 else None,
+                    label={"train": "train (running mean)", "val": "validation"}[key])
+    everything = [v for vs in history.values() for v in vs]
+    if everything and min(everything) > 0 and max(everything) > 10 * min(everything):
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean loss")
+    ax.set_title(title)
+    ax.legend()
+    _save(fig, path)

@@ -3,7 +3,8 @@
 Each property gets a verdict: proved (with a certificate from the rules), refuted (with a witness checked in
 high precision by the refuter), or unknown (with the lowest node where the rules stopped and a hint).
 
->>> net = load_string("input x\\nh = (x^2 - 1)^2\\n")
+>>> from dcpnet.graph import load_text
+>>> net = load_text("input x\\nh = (x^2 - 1)^2\\n")
 >>> r = verify(net, "h", ["x"])
 >>> r.convex.verdict, r.convex.witness["gap"] > 0
 (<Verdict.REFUTED: 'refuted'>, True)
@@ -14,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 
 from .certificate import certificate
-from .graph import Network, load, load_text
+from .errors import DcpnetError, Diagnostic, did_you_mean
+from .graph import Network, load
 from .lattice import Curvature, Verdict
 from .prove import PROPERTIES, Analyzer, Failure, holds
 
@@ -95,7 +97,8 @@ class Verifier:
     def verify(self, target: str, wrt, claim: str | None = None, line: int | None = None,
                want: tuple[str, ...] = PROPERTIES) -> Result:
         """The three verdicts on `target` in the variables `wrt` (names, `inputs` or `params`)."""
-        wrt = self.net.resolve_wrt(list(wrt))
+        target = check_target(self.net, target)
+        wrt = self.net.resolve_wrt(parse_wrt(self.net, wrt))
         curv = self.analyzer.curvature(target, wrt)
         cert = certificate(self.analyzer, target, wrt) if curv is not Curvature.UNKNOWN else None
         props = {p: self._prove(target, wrt, p, curv, cert) for p in PROPERTIES}
@@ -170,19 +173,49 @@ class Verifier:
         return [[p for p in params if p in g] for g in found]
 
 
-def load_string(text: str, file: str = "<input>") -> Network:
-    return load_text(text, file)
-
-
 def verify(net: Network, target: str, wrt, seed: int = 0, budget: float = 3.0) -> Result:
-    """One question, one answer: the three verdicts on `target` in `wrt`."""
+    """One question, one answer: the three verdicts on `target` in `wrt`.
+
+    `wrt` is a list of names or one string, a name or a comma list as on the command line (`"x"`,
+    `"W1,W2"`, `"params"`). An unknown name raises `DcpnetError`, as the command line reports it.
+    """
     return Verifier(net, seed=seed, budget=budget).verify(target, wrt)
 
 
-def check_file(path: str, wrt: list[str] | None = None, seed: int = 0, budget: float = 3.0) -> list[Result]:
+def check_file(path: str, wrt=None, seed: int = 0, budget: float = 3.0) -> list[Result]:
     """What `dcpnet check FILE` computes: results for every check line, then the analysed outputs."""
-    net = load(path)
+    return check_network(load(path), wrt, seed=seed, budget=budget)
+
+
+def check_network(net: Network, wrt=None, seed: int = 0, budget: float = 3.0) -> list[Result]:
+    """Results for every check line of `net`, then each output in `wrt` (or the default table)."""
+    wrt = parse_wrt(net, wrt, "--wrt") if wrt else None
     return run_checks(Verifier(net, seed=seed, budget=budget), wrt)
+
+
+def parse_wrt(net: Network, wrt, what: str = "wrt") -> list[str]:
+    """The variable names of `wrt` (a list, or a comma-separated string), each a variable, `inputs` or
+    `params`; anything else is bad input, reported against the network's file."""
+    names = [n.strip() for n in wrt.split(",")] if isinstance(wrt, str) else list(wrt)
+    names = [n for n in names if not isinstance(n, str) or n]
+    choices = [*net.variables, "inputs", "params"]
+    for n in names:
+        if not isinstance(n, str) or n not in choices:
+            shown = f"`{n}`" if isinstance(n, str) else repr(n)
+            hint = did_you_mean(n, choices) if isinstance(n, str) else ""
+            raise DcpnetError(Diagnostic(f"{what}: unknown variable {shown}{hint}", net.source.file, 1, 1))
+    if not names:
+        raise DcpnetError(Diagnostic(f"{what}: no variable named", net.source.file, 1, 1))
+    return names
+
+
+def check_target(net: Network, target) -> str:
+    """`target` if it names an expression of the network (an assignment, input or param), else bad input."""
+    if isinstance(target, str) and target in net.names:
+        return target
+    shown = f"`{target}`" if isinstance(target, str) else repr(target)
+    hint = did_you_mean(target, list(net.names)) if isinstance(target, str) else ""
+    raise DcpnetError(Diagnostic(f"no expression named {shown}{hint}", net.source.file, 1, 1))
 
 
 def run_checks(verifier: Verifier, wrt: list[str] | None) -> list[Result]:

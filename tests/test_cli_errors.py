@@ -10,8 +10,9 @@ import pytest
 from dcpnet.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFORMANCE = ROOT.parent / "shared" / "conformance"
-BAD_CASES = sorted(CONFORMANCE.glob("bad_*.net")) if CONFORMANCE.is_dir() else []
+from conftest import CASES as CONFORMANCE
+
+BAD_CASES = sorted(CONFORMANCE.glob("bad_*.net"))
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -33,7 +34,6 @@ def assert_points_at(err: str, path: Path, line: int, col: int) -> None:
     assert caret == "    " + " " * (col - 1) + "^"
 
 
-@pytest.mark.skipif(not BAD_CASES, reason="the shared conformance cases are not beside this checkout")
 @pytest.mark.parametrize("path", BAD_CASES, ids=[p.name for p in BAD_CASES])
 def test_conformance_bad_cases(path, capsys):
     want = re.search(r"#\s*expect-error:\s*(\d+):(\d+)", path.read_text())

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dcpnet.data import load_data, load_params, read_npz, save_npz
 from dcpnet.errors import DcpnetError
 from dcpnet.graph import load_text
+from dcpnet.train.data import load_data, load_params, read_npz, save_npz
 
 NET = load_text("input x[3]\ninput t in [0, 1]\nparam W[2, 3] >= 0, b[2]\ny = sum(W @ x + b) * t\n")
 

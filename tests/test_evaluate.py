@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from dcpnet.atoms import SCALAR_ATOMS
 from dcpnet.cli import main
-from dcpnet.evaluate import compile_network, init_params, project_params
+from dcpnet.evaluate import compile_network
 from dcpnet.graph import load_text
 from dcpnet.precise import OutsideDomain, evaluate_precise
+from dcpnet.train.params import init_params, project_params
 
 ICNN = """\
 input  x[4]

@@ -1,7 +1,7 @@
 """The line-template fast path of the parser gives exactly what lark gives from the grammar, or steps aside."""
-import pathlib
 
 import pytest
+from conftest import CASES, EXAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from netgen import networks
@@ -9,8 +9,7 @@ from netgen import networks
 from dcpnet import syntax
 from dcpnet.errors import DcpnetError
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SAMPLES = sorted((ROOT.parent / "shared" / "conformance").glob("*.net")) + sorted((ROOT / "examples").glob("*.net"))
+SAMPLES = sorted(CASES.glob("*.net")) + sorted(EXAMPLES.glob("*.net"))
 
 
 def outcome(text: str, fast: bool):

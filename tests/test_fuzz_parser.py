@@ -17,7 +17,7 @@ from dcpnet.errors import DcpnetError
 from dcpnet.graph import Network, load_text
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFORMANCE = ROOT.parent / "shared" / "conformance"
+from conftest import CASES as CONFORMANCE
 
 SEEDS = [
     ("input x[4]\ninput y in [0, 1]\nparam W0[8, 4], b0[8]\nparam Wz[8, 8] >= 0\nparam w[8] >= 0\n"
@@ -32,8 +32,7 @@ SEEDS = [
 
 def corpus() -> list[str]:
     files = sorted(ROOT.glob("examples/*.net"))
-    if CONFORMANCE.is_dir():
-        files += sorted(CONFORMANCE.glob("*.net"))
+    files += sorted(CONFORMANCE.glob("*.net"))
     return SEEDS + [f.read_text() for f in files]
 
 

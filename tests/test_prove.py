@@ -1,11 +1,11 @@
 """The composition rules: conformance claims proved, range-aware rules, failure reports, and soundness."""
 import itertools
-import pathlib
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from conftest import CASES as CONFORMANCE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netgen import evaluate, networks, sample
@@ -14,7 +14,6 @@ from dcpnet.graph import load, load_text
 from dcpnet.lattice import Curvature
 from dcpnet.prove import Analyzer, holds
 
-CONFORMANCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "conformance"
 C = Curvature
 
 

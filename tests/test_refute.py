@@ -1,11 +1,11 @@
 """The refuter: witnesses re-checked independently, never against a proof, deterministic, within budget."""
 import itertools
-import pathlib
 import time
 
 import mpmath
 import numpy as np
 import pytest
+from conftest import CASES as CONFORMANCE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netgen import evaluate, networks
@@ -14,8 +14,6 @@ from dcpnet.graph import load, load_text
 from dcpnet.lattice import Verdict
 from dcpnet.prove import holds
 from dcpnet.verify import Verifier
-
-CONFORMANCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "conformance"
 
 
 def recheck(net, target: str, prop: str, w: dict) -> float:

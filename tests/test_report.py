@@ -3,10 +3,10 @@ import json
 import pathlib
 
 import pytest
+from conftest import CASES as CONFORMANCE
 
 from dcpnet.cli import main
 
-CONFORMANCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "conformance"
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
 

@@ -27,7 +27,7 @@ from dcpnet.lattice import INF, NONNEG, NONPOS, REALS, Interval
 from dcpnet.symbolic import BUILTIN_FORMULAS, analyse, derive, explain_convex, explain_monotone, user_atom
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CONFORMANCE = pathlib.Path("/work/shared/conformance")
+from conftest import CASES as CONFORMANCE
 
 # Atom bodies in the .net language (argument u); each is derived through the language front end.
 CATALOGUE = [

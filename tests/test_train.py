@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from dcpnet.cli import main
-from dcpnet.evaluate import compile_network, project_params
+from dcpnet.evaluate import compile_network
 from dcpnet.graph import load_text
 from dcpnet.train import Tick, mean_loss, pinned, recheck, train, violations
+from dcpnet.train.params import project_params
 from dcpnet.verify import Verifier
 
 ICNN = """\
@@ -231,7 +232,7 @@ def files(tmp_path):
 
 
 def test_cli_trains_saves_and_rechecks(files, capsys):
-    from dcpnet.data import load_params
+    from dcpnet.train.data import load_params
 
     tmp, net_path, data = files
     out = tmp / "p.npz"

@@ -18,17 +18,16 @@ import math
 import os
 import re
 import sys
-import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import DcpnetError, Diagnostic, did_you_mean
-from .evaluate import compile_network, init_params, param_bounds, project_params
-from .graph import Network
-from .lattice import Interval
+from ..errors import DcpnetError, Diagnostic, did_you_mean
+from ..evaluate import compile_network
+from ..graph import Network
+from .data import check_inputs
 from .optim import OPTIMIZERS
-from .worker import HalfBatchWorker
+from .params import init_params, param_bounds, project_params, violations
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8           # torch.optim.Adam's defaults, as optim.Adam's
 CHUNK = 1 << 14                                  # examples per forward pass when measuring a loss
@@ -65,21 +64,6 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Projection onto the declared constraints, exact in the working dtype
-# ----------------------------------------------------------------------------------------------------
-
-def violations(net: Network, params: dict[str, np.ndarray]) -> list[str]:
-    """The params outside their declared interval (compared exactly, in float64); empty when all hold."""
-    bad = []
-    for name, value in params.items():
-        b = net.variables[name].bounds
-        wide = np.asarray(value, dtype=np.float64)
-        if wide.size and (wide.min() < b.lo or wide.max() > b.hi):
-            bad.append(f"`{name}` leaves [{b.lo:g}, {b.hi:g}] (min {wide.min()!r}, max {wide.max()!r})")
-    return bad
-
-
-# ----------------------------------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------------------------------
 
@@ -101,10 +85,11 @@ def train(net: Network, data: dict[str, np.ndarray], loss: str, *, epochs: int =
     >>> res.history["train"][-1] < res.history["train"][0] < math.log(2) + 1e-9, bool(res.params["w"][0] > 0)
     (True, True)
     """
+    tune_malloc()
     rng_init, rng_split, _ = seed_streams(seed)
     dtype = np.dtype(dtype).type
-    _check_options(net, loss, epochs, batch, lr, optimizer, val, patience)
-    data, n = _check_data(net, data, loss, dtype)
+    check_options(net, loss, epochs, batch, lr, optimizer, val, patience)
+    data, n = check_inputs(net, data, dtype)
     params = _start(net, init, rng_init, dtype)
     held = _split(n, val, rng_split, net.source.file)
     kept = np.setdiff1d(np.arange(n), held) if held is not None else None
@@ -144,18 +129,6 @@ class _Loop:
         self.last = None                             # the params before the latest step
 
     def run(self, data, n, val_data, epochs, batch, patience, orders) -> TrainResult:
-        # a second process for half of each batch where it pays (params move to memory it shares)
-        self.worker = HalfBatchWorker.start(self.plan, self.params, sorted(self.inputs), self.loss, self.wrt,
-                                            min(batch, n))
-        try:
-            return self._run(data, n, val_data, epochs, batch, patience, orders)
-        finally:
-            if self.worker is not None:
-                self.worker.close()
-                for k, v in self.params.items():        # plain arrays again, not views of the mapping
-                    self.params[k] = np.array(v)
-
-    def _run(self, data, n, val_data, epochs, batch, patience, orders) -> TrainResult:
         res, hist = self.result, self.result.history
         steps = -(-n // batch)
         best, best_params, waited = math.inf, None, 0
@@ -196,10 +169,7 @@ class _Loop:
             idx = order[(step - 1) * batch: step * batch]
             env = dict(self.params)
             env.update({k: v[idx] for k, v in data.items()})
-            if self.worker is not None:
-                value, grads = self.worker.backward(env, parts=True)
-            else:
-                value, grads = self.plan.backward(env, self.inputs, self.loss, wrt=self.wrt)
+            value, grads = self.plan.backward(env, self.inputs, self.loss, wrt=self.wrt)
             bad = _nonfinite(value, grads)
             if bad:
                 if self.last is not None:
@@ -232,9 +202,8 @@ def _nonfinite(value: float, grads: dict) -> str | None:
     if not math.isfinite(value):
         return f"the loss is {value}"
     for name, g in grads.items():
-        for part in g if isinstance(g, tuple) else (g,):     # a gradient in parts: each must be finite
-            if not np.isfinite(part).all():
-                return f"the gradient of `{name}` holds {part[~np.isfinite(part)].flat[0]}"
+        if not np.isfinite(g).all():
+            return f"the gradient of `{name}` holds {g[~np.isfinite(g)].flat[0]}"
     return None
 
 
@@ -271,7 +240,7 @@ def _fail(net: Network, message: str, line: int = 1, col: int = 1, show: bool = 
     return DcpnetError(Diagnostic(message, net.source.file, line, col))
 
 
-def _check_options(net: Network, loss: str, epochs, batch, lr, optimizer, val, patience) -> None:
+def check_options(net: Network, loss: str, epochs, batch, lr, optimizer, val, patience) -> None:
     if loss not in net.names:
         names = [n for n, i in net.names.items() if net.nodes[i].shape == () and net.variables.get(n) is None]
         raise _fail(net, f"--loss: no output or assignment named `{loss}`{did_you_mean(loss, names)}")
@@ -312,33 +281,6 @@ def _assigned_at(net: Network, name: str) -> tuple[int, int] | None:
     return None
 
 
-def _check_data(net: Network, data: dict, loss: str, dtype) -> tuple[dict[str, np.ndarray], int]:
-    """The inputs the loss needs, as `dtype` arrays with one common number of examples n >= 1."""
-    out, n = {}, None
-    for name in net.inputs:
-        var = net.variables[name]
-        if name not in data:
-            raise _fail(net, f"the data has no array for input `{name}`")
-        value = np.asarray(data[name])
-        if value.dtype.kind not in "biuf":
-            raise _fail(net, f"input `{name}` has dtype {value.dtype}; expected real numbers")
-        if value.ndim != len(var.shape) + 1 or value.shape[1:] != var.shape or value.shape[0] == 0:
-            raise _fail(net, f"input `{name}` has shape {value.shape}; expected (n{''.join(f', {s}' for s in var.shape)})"
-                             f" with n >= 1")
-        if n is not None and value.shape[0] != n:
-            raise _fail(net, f"input `{name}` has {value.shape[0]} examples; the others have {n}")
-        n = value.shape[0]
-        value = value.astype(dtype)
-        if not np.isfinite(value).all():
-            raise _fail(net, f"input `{name}` holds non-finite values (in {np.dtype(dtype).name})")
-        if value.min() < var.bounds.lo or value.max() > var.bounds.hi:
-            raise _fail(net, f"input `{name}` leaves its declared constraint [{var.bounds.lo:g}, {var.bounds.hi:g}]")
-        out[name] = value
-    if n is None:
-        raise _fail(net, "the network declares no input: there are no examples to train on")
-    return out, n
-
-
 def _start(net: Network, init: dict | None, rng, dtype) -> dict[str, np.ndarray]:
     if init is None:   # np.array: init_params gives NumPy scalars (not arrays) for scalar params
         params = {k: np.array(v, dtype=dtype) for k, v in init_params(net, rng, dtype).items()}
@@ -369,175 +311,26 @@ def _split(n: int, val: float, rng, file: str) -> np.ndarray | None:
     return np.sort(rng.permutation(n)[:n_val])
 
 
-# ----------------------------------------------------------------------------------------------------
-# The certificate after training
-# ----------------------------------------------------------------------------------------------------
+_malloc_tuned = False
 
-def pinned(net: Network, params: dict[str, np.ndarray], free=()) -> Network:
-    """The network with each param (but those in `free`) constrained to the hull [min, max] of its values.
 
-    The trained weights are plugged in: a proof for the pinned network holds for every weight in those
-    boxes, the trained ones among them (a scalar param is pinned to its exact value).
+def tune_malloc() -> None:
+    """glibc: keep freed blocks up to 32 MiB in the heap (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD).
+
+    The large temporaries of each training step are then recycled from the heap instead of being mapped,
+    faulted in and unmapped every time (a third of a step otherwise). `DCPNET_MALLOC_TUNE=0` leaves malloc
+    alone.
     """
-    variables = dict(net.variables)
-    for name, value in params.items():
-        if name in free:
-            continue
-        wide = np.asarray(value, dtype=np.float64)
-        variables[name] = replace(variables[name], bounds=Interval(float(wide.min()), float(wide.max())))
-    return replace(net, variables=variables)
-
-
-@dataclass
-class Recheck:
-    """A check line of the file, verified as declared and with the trained params pinned."""
-
-    text: str
-    holds: bool                                  # the file's verdict, under the declared constraints
-    declared: str                                # its verdict on the claimed property
-    pinned: str | None                           # proved / unknown with the params pinned (positive claims)
-
-
-def recheck(net: Network, params: dict[str, np.ndarray], seed: int = 0, budget: float = 3.0) -> list[Recheck]:
-    """Re-run the file's check lines for the trained params.
-
-    Under the declared constraints the verdicts do not depend on the weights, and the trained weights satisfy
-    every constraint exactly, so a proved claim covers them. A positive claim is then also proved again with
-    the params not analysed pinned to their trained values (`pinned`). A refuted "not" claim is about the
-    family of networks: its witness may choose other weights.
-    """
-    from .verify import Verifier
-
-    verifier = Verifier(net, seed=seed, budget=budget)
-    out = []
-    for c in net.checks:
-        wrt = net.resolve_wrt([n for n, _ in c.wrt])
-        claim = ("not " if c.negated else "") + c.prop
-        res = verifier.verify(c.target, wrt, claim, c.pos.line, want=(c.prop,))
-        again = None
-        if not c.negated:
-            strict = Verifier(pinned(net, params, free=wrt), refute=False)
-            again = strict.verify(c.target, wrt, claim, c.pos.line, want=(c.prop,))[c.prop].verdict.value
-        out.append(Recheck(f"line {c.pos.line}: {claim}({c.target}) in {', '.join(wrt)}", bool(res.holds),
-                           res[c.prop].verdict.value, again))
-    return out
-
-
-# ----------------------------------------------------------------------------------------------------
-# `dcpnet train`
-# ----------------------------------------------------------------------------------------------------
-
-def run_train(args) -> int:
-    """`dcpnet train FILE --data D.npz --loss NAME ...` (SPEC section 3): 0 done and every check line holds,
-    1 training stopped on a non-finite value or a check line does not hold, 2 bad input (nothing written)."""
-    from .cli import load_network
-    from .data import load_data, load_params, save_npz
-
-    net = load_network(args.file)
-    dtype = np.float32 if args.dtype == "float32" else np.float64
-    _check_options(net, args.loss, args.epochs, args.batch, args.lr, args.optimizer, args.val, args.patience)
-    _writable(args.out, "--out")
-    if args.plot:
-        _plot_ready(args.plot)
-    data, _ = load_data(net, args.data, dtype)
-    init = load_params(net, args.init, dtype) if args.init else None
-    from .report import training_progress
-
-    with training_progress() as progress:
-        res = train(net, data, args.loss, epochs=args.epochs, batch=args.batch, lr=args.lr,
-                    optimizer=args.optimizer, seed=args.seed, init=init, val=args.val, patience=args.patience,
-                    dtype=dtype, progress=progress)
-    save_npz(args.out, res.params)
-    if args.plot and res.history["train"]:
-        plot_history(res.history, args.plot, f"{os.path.basename(args.file)}: {args.loss}")
-    diverged = res.stopped_early and res.reason.startswith("stopped")
-    (sys.stderr if diverged else sys.stdout).write(f"{args.file}: {res.reason}\n")
-    _summary(net, res, args)
-    checks = recheck(net, res.params, seed=args.seed)
-    _print_checks(checks)
-    return 1 if diverged or not all(c.holds for c in checks) else 0
-
-
-def _summary(net: Network, res: TrainResult, args) -> None:
-    hist = res.history
-    parts = [f"{res.steps} steps"]
-    if hist["train"]:
-        parts.append(f"train loss {hist['train'][-1]:.6g} (epoch {len(hist['train'])})")
-    if hist["val"]:
-        parts.append(f"validation loss {hist['val'][-1]:.6g}")
-    print(", ".join(parts))
-    print(f"wrote {os.fspath(args.out)}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in res.params.items()))
-    if args.plot and hist["train"]:
-        print(f"wrote {os.fspath(args.plot)}: the loss curve")
-    bad = violations(net, res.params)
-    constrained = [n for n in net.params if net.variables[n].bounds != Interval()]
-    if bad:
-        print("constraints violated: " + "; ".join(bad))
-    elif constrained:
-        print(f"every constraint holds exactly for the trained params ({', '.join(constrained)})")
-
-
-def _print_checks(checks: list[Recheck]) -> None:
-    if not checks:
+    global _malloc_tuned
+    if _malloc_tuned or os.environ.get("DCPNET_MALLOC_TUNE", "1") == "0" or not sys.platform.startswith("linux"):
         return
-    print("check lines, re-verified for the trained params (the certificates are proved under the declared "
-          "constraints, which the trained params satisfy exactly, so they still apply):")
-    for c in checks:
-        mark = "✓" if c.holds else "✗"
-        extra = f"; with the trained params pinned: {c.pinned}" if c.pinned else \
-            "; a refutation is about the family of networks (its witness may choose other weights)"
-        print(f"  {mark} {c.text}: {c.declared}{extra}")
-
-
-# ----------------------------------------------------------------------------------------------------
-# --plot
-# ----------------------------------------------------------------------------------------------------
-
-def _writable(path: str, what: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise DcpnetError(Diagnostic(f"{what}: the folder {folder} does not exist", path, 1, 1))
-
-
-def _plot_ready(path: str) -> None:
-    _writable(path, "--plot")
+    _malloc_tuned = True
     try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise DcpnetError(Diagnostic("--plot needs matplotlib: pip install 'dcpnet[plot]'", path, 1, 1)) from None
-    ext = os.path.splitext(path)[1].lstrip(".").lower()
-    kinds = Figure().canvas.get_supported_filetypes()
-    if ext not in kinds:
-        raise DcpnetError(Diagnostic(f"--plot: cannot draw a `.{ext}` file (one of: "
-                                     f"{', '.join(sorted(kinds))})", path, 1, 1))
+        import ctypes
 
-
-def plot_history(history: dict[str, list[float]], path: str, title: str = "") -> None:
-    """Draw the loss curves of `history` into `path` (its extension picks the format), atomically."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
-    for key, style in (("train", "-"), ("val", "--")):
-        values = history.get(key) or []
-        if values:
-            ax.plot(range(1, len(values) + 1), values, style, marker="." if len(values) < 40 else None,
-                    label={"train": "train (running mean)", "val": "validation"}[key])
-    everything = [v for vs in history.values() for v in vs]
-    if everything and min(everything) > 0 and max(everything) > 10 * min(everything):
-        ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("mean loss")
-    ax.set_title(title)
-    ax.legend()
-    folder = os.path.dirname(os.path.abspath(path))
-    ext = os.path.splitext(path)[1].lstrip(".").lower()
-    fd, tmp = tempfile.mkstemp(prefix=".dcpnet-", suffix="." + ext, dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=ext)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)             # M_MMAP_THRESHOLD: its maximum on 64-bit glibc
+        libc.mallopt(-1, 1 << 30)              # M_TRIM_THRESHOLD
+        libc.mallopt(-2, 64 << 20)             # M_TOP_PAD
+    except (OSError, AttributeError):          # not glibc (musl, ...): nothing to tune
+        pass

@@ -1,4 +1,5 @@
-"""Reading PARAMS.npz and DATA.npz against a network's declarations, and writing .npz files atomically.
+"""Reading PARAMS.npz and DATA.npz (or arrays handed over in Python) against a network's declarations, and
+writing .npz files atomically.
 
 Every problem with a file is bad input: a `DcpnetError` whose diagnostic names the file and the array
 (`D.npz:1:1: error: input `x` has shape (5, 3); expected (n, 4)`), never a traceback. Arrays the network
@@ -7,12 +8,11 @@ does not declare are ignored; missing, misshapen, non-numeric, non-finite or out
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 
-from .errors import DcpnetError, Diagnostic
-from .graph import Network, Variable
+from ..errors import DcpnetError, Diagnostic, write_atomically
+from ..graph import Network, Variable
 
 
 def _fail(path, message: str) -> DcpnetError:
@@ -86,33 +86,43 @@ def load_params(net: Network, path, dtype=np.float64, check_bounds: bool = True)
 
 
 def load_data(net: Network, path, dtype=np.float64, check_bounds: bool = True) -> tuple[dict[str, np.ndarray], int]:
-    """One array per input with a leading example axis, and the number of examples n.
+    """One array per input with a leading example axis, and the number of examples n (see `check_inputs`)."""
+    return check_inputs(net, read_npz(path), dtype, os.fspath(path), check_bounds)
 
-    A scalar input is (n,), an input `x[4]` is (n, 4); every input has the same n >= 1.
+
+def check_inputs(net: Network, arrays: dict, dtype=np.float64, where: str | None = None,
+                 check_bounds: bool = True) -> tuple[dict[str, np.ndarray], int]:
+    """The arrays of every input, checked and cast to `dtype`, and the number of examples n >= 1.
+
+    A scalar input is (n,), an input `x[4]` is (n, 4); every input has the same n. One function for
+    `DATA.npz` on the command line and for the arrays handed to `train` in Python; `where` names the file
+    in the diagnostics (the network's file when None).
     """
-    arrays = read_npz(path)
+    where = net.source.file if where is None else where
+    if not net.inputs:
+        raise _fail(where, "the network declares no input: there are no examples")
     out: dict[str, np.ndarray] = {}
     n, first = None, None
     for name in net.inputs:
         var = net.variables[name]
         if name not in arrays:
-            raise _fail(path, f"input `{name}` is missing (the file holds {_listing(arrays)})")
-        value = arrays[name]
+            raise _fail(where, f"input `{name}` is missing (the data holds {_listing(arrays)})")
+        value = np.asarray(arrays[name])
         what = f"input `{name}`"
         expected = "(n" + "".join(f", {s}" for s in var.shape) + ")"
         if value.ndim != len(var.shape) + 1 or value.shape[1:] != var.shape:
-            raise _fail(path, f"{what} has shape {value.shape}; expected {expected}: a leading example "
-                              f"axis, then the declared shape")
+            raise _fail(where, f"{what} has shape {value.shape}; expected {expected}: a leading example "
+                               f"axis, then the declared shape")
         if value.shape[0] == 0:
-            raise _fail(path, f"{what} holds no examples")
+            raise _fail(where, f"{what} holds no examples")
         if n is not None and value.shape[0] != n:
-            raise _fail(path, f"{what} has {value.shape[0]} examples, but `{first}` has {n}")
+            raise _fail(where, f"{what} has {value.shape[0]} examples, but `{first}` has {n}")
         n, first = value.shape[0], name
-        value = _numeric(path, what, value, np.float64)
+        value = _numeric(where, what, value, np.float64)
         if check_bounds:
-            _within(path, what, var, value)
-        out[name] = _numeric(path, what, value, dtype)
-    return out, (n or 0)
+            _within(where, what, var, value)
+        out[name] = _numeric(where, what, value, dtype)
+    return out, n
 
 
 def _listing(arrays: dict) -> str:
@@ -120,27 +130,5 @@ def _listing(arrays: dict) -> str:
 
 
 def save_npz(path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an .npz file atomically: a temporary file beside it, then a rename, so no half-written file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".dcpnet-", suffix=".npz", dir=folder)
-    except OSError as err:
-        raise _fail(path, f"cannot write the file: {getattr(err, 'strerror', None) or _why(err)}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except OSError as err:
-        _remove(tmp)
-        raise _fail(path, f"cannot write the file: {getattr(err, 'strerror', None) or _why(err)}") from None
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def _remove(tmp: str) -> None:
-    try:
-        os.unlink(tmp)
-    except OSError:
-        pass
+    """Write an .npz file atomically (no half-written file), with the user's umask."""
+    write_atomically(path, lambda fh: np.savez(fh, **arrays))
