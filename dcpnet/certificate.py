@@ -7,8 +7,9 @@ A DAG may share subexpressions; the tree shows a shared node in full the first t
 from __future__ import annotations
 
 
-def certificate(analyzer, target, wrt) -> dict:
-    """The certificate of `target` in `wrt` as the JSON tree of SPEC section 4."""
+def certificate(analyzer, target, wrt, mark: int | None = None) -> dict:
+    """The certificate of `target` in `wrt` as the JSON tree of SPEC section 4; the node `mark` (where a proof
+    stopped, for a partial tree) carries `"failed": true`."""
     net = analyzer.net
     steps = analyzer.steps(wrt)
     root = net.names[target] if isinstance(target, str) else target
@@ -17,8 +18,11 @@ def certificate(analyzer, target, wrt) -> dict:
         node = net.nodes[node_id]
         step = steps[node_id]
         expr = f"{node.names[0]} = {node.text}" if node.names and node.op != "var" else node.text
-        return {"expr": expr, "curvature": step.curvature.value, "range": analyzer.ranges[node_id].as_list(),
-                "rule": step.rule, "children": []}
+        out = {"expr": expr, "curvature": step.curvature.value, "range": analyzer.ranges[node_id].as_list(),
+               "rule": step.rule, "children": []}
+        if node_id == mark:
+            out["failed"] = True
+        return out
 
     # pre-order, as the tree is read: the first time a shared node is met it is shown in full
     tree = make(root)

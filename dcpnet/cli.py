@@ -69,9 +69,17 @@ def _add_output_options(p) -> None:
                    help="colour the output (default: on a terminal, unless $NO_COLOR is set; $FORCE_COLOR forces it)")
 
 
+def _command(sub, name: str, summary: str):
+    """A subcommand whose --help shows every default."""
+    return sub.add_parser(name, help=summary, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def _add_dtype(p) -> None:
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="precision of the arrays")
+
+
 def _add_check(sub) -> None:
-    check = sub.add_parser("check", help="prove or refute the curvature claims of .net files",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    check = _command(sub, "check", "prove or refute the curvature claims of .net files")
     check.add_argument("files", nargs="+", metavar="FILE", help="the .net files")
     check.add_argument("--wrt", help="also analyse every output in these variables (comma-separated; "
                        "`inputs` and `params` name the groups)")
@@ -85,8 +93,7 @@ def _add_check(sub) -> None:
 
 
 def _add_train(sub) -> None:
-    train = sub.add_parser("train", help="fit the params of a network, keeping its sign constraints",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train = _command(sub, "train", "fit the params of a network, keeping its sign constraints")
     train.add_argument("file")
     train.add_argument("--data", required=True, help="DATA.npz: one array per input, leading example axis")
     train.add_argument("--loss", required=True, help="the scalar output to minimise (mean over examples)")
@@ -101,18 +108,17 @@ def _add_train(sub) -> None:
     train.add_argument("--val", type=float, default=0.0, help="fraction of examples held out for validation")
     train.add_argument("--patience", type=_positive_int, help="stop after this many epochs without "
                        "validation improvement")
-    train.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    _add_dtype(train)
     train.add_argument("--plot", metavar="FILE.png", help="draw the loss curve")
 
 
 def _add_eval(sub) -> None:
-    ev = sub.add_parser("eval", help="run the compiled network on data",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ev = _command(sub, "eval", "run the compiled network on data")
     ev.add_argument("file")
     ev.add_argument("--params", required=True, help="PARAMS.npz: one array per param")
     ev.add_argument("--data", required=True, help="DATA.npz: one array per input")
     ev.add_argument("--out", help="OUT.npz: one array per output (default: print a summary)")
-    ev.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    _add_dtype(ev)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +151,7 @@ def _cmd_check(args) -> int:
     for path in args.files:
         try:
             net = load(path)
-            results = check_network(net, args.wrt, seed=args.seed, budget=args.budget)
+            results = check_network(net, args.wrt, seed=args.seed, budget=args.budget, trees=args.tree)
         except DcpnetError as err:
             if len(args.files) == 1:
                 raise

@@ -72,6 +72,10 @@ class Network:
     checks: list[st.Check] = field(default_factory=list)
     atom_defs: dict[str, st.AtomDef] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        return (f"<Network {self.source.file}: {len(self.inputs)} inputs, {len(self.params)} params, "
+                f"{len(self.nodes)} nodes; outputs {', '.join(self.outputs) or 'none'}>")
+
     @property
     def inputs(self) -> list[str]:
         return [v.name for v in self.variables.values() if v.kind == "input"]

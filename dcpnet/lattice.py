@@ -258,7 +258,7 @@ def widen(a: Interval, steps: int = 2) -> Interval:
         lo, hi = math.nextafter(lo, -INF), math.nextafter(hi, INF)
     return Interval(lo, hi)
 # -- curvature ----------------------------------------------------------------------------------------
-class Curvature(Enum):
+class Curvature(str, Enum):
     CONSTANT = "constant"
     AFFINE = "affine"
     CONVEX = "convex"
@@ -320,7 +320,7 @@ def scale_curvature(a: Curvature, factor: Interval) -> Curvature:
 
 
 # -- monotonicity -------------------------------------------------------------------------------------
-class Monotonicity(Enum):
+class Monotonicity(str, Enum):
     INCREASING = "nondecreasing"
     DECREASING = "nonincreasing"
     CONSTANT = "constant"
@@ -341,7 +341,13 @@ def monotonicity_of(increasing: bool, decreasing: bool) -> Monotonicity:
 
 
 # -- verdicts -----------------------------------------------------------------------------------------
-class Verdict(Enum):
+class Verdict(str, Enum):
+    """A verdict; equal to its JSON string (`Verdict.PROVED == "proved"`), as are Curvature and Monotonicity.
+
+    >>> Verdict.PROVED == "proved", Curvature("convex").is_convex
+    (True, True)
+    """
+
     PROVED = "proved"
     REFUTED = "refuted"
     UNKNOWN = "unknown"

@@ -5,7 +5,10 @@ exact output at a fixed width.
 """
 from __future__ import annotations
 
+import html
+import io
 import json
+import math
 import os
 import sys
 from contextlib import contextmanager
@@ -70,31 +73,54 @@ def _print_check(console, r, tree: bool) -> None:
     mark = "[green]✓[/]" if r.holds else "[red]✗[/]"
     console.print(f"{mark} line {r.line}: {r.claim}({r.expr}) in {', '.join(r.wrt)}: {MARKS[res.verdict]}"
                   f" (curvature: [{COLOURS[r.curvature.value]}]{r.curvature.value}[/])", highlight=False)
-    if r.conditions:
-        console.print(f"    where defined: {'; '.join(r.conditions)}", highlight=False, markup=False)
-    if res.verdict is Verdict.REFUTED:
-        _print_witness(console, res)
-    elif res.verdict is Verdict.UNKNOWN:
-        console.print(f"    {res.reason}", highlight=False, markup=False)
-        if res.hint:
-            console.print(f"    hint: {res.hint}", highlight=False, markup=False)
+    _print_verdict_body(console, r, res)
     if tree:
         _print_trees(console, r)
 
 
+def _print_verdict_body(console, r, res) -> None:
+    """What backs a verdict: the witness when refuted, the reason when unknown, and the hint for either."""
+    if r.conditions:
+        _plain(console, f"    where defined: {'; '.join(r.conditions)}")
+    if res.verdict is Verdict.REFUTED:
+        _print_witness(console, res)
+    elif res.verdict is Verdict.UNKNOWN:
+        _plain(console, f"    {res.reason}")
+    if res.hint and res.verdict is not Verdict.PROVED:
+        _plain(console, f"    hint: {res.hint}")
+
+
+def _plain(console, text: str) -> None:
+    console.print(text, highlight=False, markup=False)
+
+
 def _print_witness(console, res) -> None:
     w = res.witness
-    console.print(f"    {res.reason}", highlight=False, markup=False)
+    _plain(console, f"    {res.reason}")
     entry = f" entry {w['index']}" if w.get("index") else ""
-    console.print(f"    witness{entry}: a = {_short(w['a'])}, b = {_short(w['b'])}"
-                  + (f", fixed {_short(w['fixed'])}" if w.get("fixed") else ""), highlight=False, markup=False)
-    sign = ">" if res.prop == "convex" else "<"
-    console.print(f"    f(a) = {w['f_a']:.6g}, f(b) = {w['f_b']:.6g}, f((a+b)/2) = {w['f_mid']:.6g} {sign} "
-                  f"{(w['f_a'] + w['f_b']) / 2:.6g} = (f(a)+f(b))/2; gap {w['gap']:.3g} "
-                  f"(checked with {w['digits']} digits)", highlight=False, markup=False)
+    _plain(console, f"    witness{entry}: a = {_short(w['a'])}, b = {_short(w['b'])}"
+                    + (f", fixed {_short(w['fixed'])}" if w.get("fixed") else ""))
+    _plain(console, "    " + witness_values(w))
+
+
+def witness_values(w: dict) -> str:
+    """The three values and the gap, with enough digits that the gap shows in them, and the gap relative to
+    the chord: `f(mid) = 596712.0169 lies above the chord 596712.0000 by 0.0169 (relative 2.8e-08)`."""
+    chord = (w["f_a"] + w["f_b"]) / 2
+    gap = abs(w["gap"])
+    scale = max(abs(w["f_a"]), abs(w["f_b"]), abs(w["f_mid"]), 1e-300)
+    digits = 6 if gap == 0 else min(17, max(6, math.ceil(math.log10(scale / gap)) + 3))
+    side = "above" if w["f_mid"] > chord else "below"
+    rel = gap / max(abs(chord), 1e-300)
+
+    def f(v: float) -> str:
+        return f"{v:.{digits}g}"
+    return (f"f(a) = {f(w['f_a'])}, f(b) = {f(w['f_b'])}; f((a+b)/2) = {f(w['f_mid'])} lies {side} the chord "
+            f"(f(a)+f(b))/2 = {f(chord)} by {gap:.3g} (relative {rel:.2g}; checked with {w['digits']} digits)")
 
 
 def _short(values: dict, limit: int = 60) -> str:
+    """Long vectors shortened for the text (the JSON report keeps them whole)."""
     text = ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
@@ -145,22 +171,31 @@ def _cell(r) -> str:
 
 
 def _print_trees(console, r) -> None:
-    from rich.tree import Tree
-
     for prop in ("affine", "convex", "concave"):
         cert = r[prop].certificate
-        if cert is None:
+        if cert is not None:
+            console.print(f"certificate: {r.expr} is {prop} in {', '.join(r.wrt)}")
+            console.print(rich_tree(cert))
+            return
+    if r.tree is not None:
+        console.print(f"partial tree: {r.expr} in {', '.join(r.wrt)} (the rules stopped at the node marked ✗)")
+        console.print(rich_tree(r.tree))
+
+
+def rich_tree(cert: dict, collapse_below: int | None = None):
+    """The proof tree as a rich Tree; nodes deeper than `collapse_below` are left out (shown as `…`)."""
+    from rich.tree import Tree
+
+    root = Tree(_tree_label(cert))
+    stack = [(cert, root, 1)]
+    while stack:
+        node, branch, depth = stack.pop()
+        if node["children"] and collapse_below is not None and depth >= collapse_below:
+            branch.add("[dim]…[/]")
             continue
-        root = Tree(_tree_label(cert))
-        stack = [(cert, root)]
-        while stack:
-            node, branch = stack.pop()
-            for child in node["children"]:
-                sub = branch.add(_tree_label(child))
-                stack.append((child, sub))
-        console.print(f"certificate: {r.expr} is {prop} in {', '.join(r.wrt)}")
-        console.print(root)
-        return
+        for child in node["children"]:
+            stack.append((child, branch.add(_tree_label(child)), depth + 1))
+    return root
 
 
 def _tree_label(node: dict) -> str:
@@ -169,7 +204,92 @@ def _tree_label(node: dict) -> str:
     c = node["curvature"]
     lo, hi = node["range"]
     rng = f"{'(-inf' if lo is None else f'[{lo:.4g}'}, {'inf)' if hi is None else f'{hi:.4g}]'}"
-    return f"[{COLOURS[c]}]{c}[/] {escape(node['expr'])}  [dim]{escape(rng)} {escape(node['rule'])}[/]"
+    failed = "[bold red]✗ [/]" if node.get("failed") else ""
+    return f"{failed}[{COLOURS[c]}]{c}[/] {escape(node['expr'])}  [dim]{escape(rng)} {escape(node['rule'])}[/]"
+
+
+# -- one Result in a notebook or a REPL ----------------------------------------------------------------
+def explain(result, width: int = 100) -> str:
+    """The text the CLI prints for a result: each property's verdict with its witness, reason and hint."""
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=width, no_color=True, highlight=False, soft_wrap=True)
+    if result.claim is not None:               # a check line: exactly what `dcpnet check` prints for it
+        _print_check(console, result, tree=False)
+    else:
+        for line in _explanation(result):
+            console.print(line, highlight=False)
+    return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines()) + "\n"
+
+
+def _explanation(result):
+    """Renderables, one per line: the curvature, then each property (rich markup in the first line only)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    yield (f"{result.expr} in {', '.join(result.wrt)}: curvature "
+           f"[{COLOURS[result.curvature.value]}]{result.curvature.value}[/]")
+    for prop in ("convex", "concave", "affine"):
+        res = result[prop]
+        yield f"  {prop}: {MARKS[res.verdict]}"
+        capture = Console(file=io.StringIO(), width=10_000, no_color=True, soft_wrap=True)
+        _print_verdict_body(capture, result, res)
+        for line in capture.file.getvalue().splitlines():
+            yield Text(line.rstrip())
+
+
+def rich_result(result):
+    """A rich renderable: the verdicts with witness and reason, then the certificate tree, collapsed."""
+    from rich.console import Group
+
+    parts = list(_explanation(result))
+    cert = next((result[p].certificate for p in ("affine", "convex", "concave") if result[p].certificate), None)
+    tree = cert if cert is not None else result.tree
+    if tree is not None:
+        parts.append(rich_tree(tree, collapse_below=3))
+    return Group(*parts)
+
+
+def html_result(result) -> str:
+    """HTML for Jupyter: a table of the three verdicts, the witness, and the certificate tree collapsed."""
+    esc = html.escape
+    rows = []
+    for prop in ("convex", "concave", "affine"):
+        res = result[prop]
+        detail = witness_values(res.witness) if res.witness else (res.reason or "")
+        if res.hint and res.verdict is not Verdict.PROVED:
+            detail += f" (hint: {res.hint})"
+        rows.append(f"<tr><td>{prop}</td><td><b>{esc(res.verdict.value)}</b></td><td>{esc(detail)}</td></tr>")
+    cert = next((result[p].certificate for p in ("affine", "convex", "concave") if result[p].certificate), None)
+    tree = cert if cert is not None else result.tree
+    tree_html = f"<details><summary>proof tree</summary>{_html_tree(tree)}</details>" if tree else ""
+    return (f"<div><p><code>{esc(result.expr)}</code> in {esc(', '.join(result.wrt))}: curvature "
+            f"<b>{esc(result.curvature.value)}</b></p><table><tr><th>property</th><th>verdict</th><th>why</th></tr>"
+            + "".join(rows) + f"</table>{tree_html}</div>")
+
+
+def _html_tree(node: dict, depth: int = 0, limit: int = 2000) -> str:
+    """Nested lists; subtrees below the first levels start collapsed."""
+    out, stack, count = [], [("node", node, depth)], 0
+    while stack:
+        kind, item, d = stack.pop()
+        if kind == "close":
+            out.append(item)
+            continue
+        count += 1
+        if count > limit:
+            out.append("<li>…</li>")
+            continue
+        label = html.escape(f"{item['curvature']} {item['expr']}  ({item['rule']})")
+        if item.get("failed"):
+            label = "✗ " + label
+        if not item["children"]:
+            out.append(f"<li>{label}</li>")
+            continue
+        out.append(f"<li><details{' open' if d < 2 else ''}><summary>{label}</summary><ul>")
+        stack.append(("close", "</ul></details></li>", d))
+        stack.extend(("node", c, d + 1) for c in reversed(item["children"]))
+    return "<ul>" + "".join(out) + "</ul>"
 
 
 @contextmanager

@@ -556,13 +556,15 @@ def _hint(err, text: str) -> str:
     from .errors import did_you_mean
 
     expected = set(err.expected or ())
+    lines, line = text.split("\n"), getattr(getattr(err, "token", None), "line", 0) or 0
+    words = lines[line - 1].split() if 0 < line <= len(lines) else []
+    if words[:1] == ["check"] and expected == {"RPAR"}:   # `check convex(sum(m)) in m`
+        return ": a check takes the name of an assignment, not an expression: assign it first (`s = ...`), then check `s`"
     if expected == {"NUMBER", "SIGN", "LPAR"}:
         return ": the exponent of `^` must be a numeric constant, such as 2, -1 or 0.5"
     if expected and expected <= {"NUMBER", "SIGN"}:
         return ": a bound must be a number (a leading '-' is allowed)"
     if expected == {"EQUAL"}:  # `inpt x`: a misspelled keyword reads as the start of an assignment
-        lines, line = text.split("\n"), getattr(err.token, "line", 0) or 0
-        words = lines[line - 1].split() if 0 < line <= len(lines) else []
         return did_you_mean(words[0], _KEYWORDS) if words else ""
     return ""
 

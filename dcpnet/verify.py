@@ -21,7 +21,7 @@ from .lattice import Curvature, Verdict
 from .prove import PROPERTIES, Analyzer, Failure, holds
 
 
-@dataclass
+@dataclass(repr=False)
 class PropertyResult:
     """The verdict on one property (convex, concave or affine) with what justifies it."""
 
@@ -32,6 +32,10 @@ class PropertyResult:
     reason: str | None = None
     hint: str | None = None
     failure: Failure | None = None
+
+    def __repr__(self) -> str:
+        why = f": {self.reason}" if self.reason and self.verdict is not Verdict.PROVED else ""
+        return f"<{self.prop} {self.verdict.value}{why[:80] + ('…' if len(why) > 80 else '')}>"
 
     def as_json(self) -> dict:
         out: dict = {"verdict": self.verdict.value}
@@ -45,7 +49,7 @@ class PropertyResult:
         return out
 
 
-@dataclass
+@dataclass(repr=False)
 class Result:
     """Everything dcpnet says about one expression in one set of variables."""
 
@@ -59,6 +63,27 @@ class Result:
     claim: str | None = None          # e.g. "convex", "not convex"; None when no check line asked
     groups: list[list[str]] | None = field(default=None)   # maximal variable groups proved convex together
     conditions: list[str] = field(default_factory=list)    # implicit domains the verdicts are read on
+    tree: dict | None = field(default=None, repr=False)     # the partial tree where nothing was proved (if asked)
+
+    def __repr__(self) -> str:
+        verdicts = ", ".join(f"{p} {self[p].verdict.value}" for p in PROPERTIES)
+        return f"<Result {self.expr} in {', '.join(self.wrt)}: {self.curvature.value} ({verdicts})>"
+
+    def explain(self) -> str:
+        """The text the command line prints for this result: verdicts, witnesses, reasons and hints."""
+        from .report import explain
+
+        return explain(self)
+
+    def __rich__(self):
+        from .report import rich_result
+
+        return rich_result(self)
+
+    def _repr_html_(self) -> str:
+        from .report import html_result
+
+        return html_result(self)
 
     @property
     def holds(self) -> bool | None:
@@ -86,8 +111,9 @@ class Result:
 class Verifier:
     """Answers questions about one network; ranges and rule passes are shared between questions."""
 
-    def __init__(self, net: Network, seed: int = 0, budget: float = 3.0, refute: bool = True):
+    def __init__(self, net: Network, seed: int = 0, budget: float = 3.0, refute: bool = True, trees: bool = False):
         self.net = net
+        self.trees = trees                 # a partial tree (failing node marked) for what is not proved
         self.analyzer = Analyzer(net)
         self.seed = seed
         self.budget = budget
@@ -104,8 +130,12 @@ class Verifier:
         props = {p: self._prove(target, wrt, p, curv, cert) for p in PROPERTIES}
         if self.refute:
             self._refute_unproved(target, wrt, props, want)
+        tree = None
+        if self.trees and cert is None:
+            failure = next((props[p].failure for p in ("convex", "concave") if props[p].failure), None)
+            tree = certificate(self.analyzer, target, wrt, mark=failure.node if failure else None)
         return Result(target, wrt, curv, props["convex"], props["concave"], props["affine"], line, claim,
-                      conditions=self.analyzer.conditions(target))
+                      conditions=self.analyzer.conditions(target), tree=tree)
 
     def _prove(self, target: str, wrt: list[str], prop: str, curv: Curvature, cert: dict | None) -> PropertyResult:
         if holds(curv, prop):  # one proof tree serves every property the curvature class gives
@@ -187,10 +217,11 @@ def check_file(path: str, wrt=None, seed: int = 0, budget: float = 3.0) -> list[
     return check_network(load(path), wrt, seed=seed, budget=budget)
 
 
-def check_network(net: Network, wrt=None, seed: int = 0, budget: float = 3.0) -> list[Result]:
-    """Results for every check line of `net`, then each output in `wrt` (or the default table)."""
+def check_network(net: Network, wrt=None, seed: int = 0, budget: float = 3.0, trees: bool = False) -> list[Result]:
+    """Results for every check line of `net`, then each output in `wrt` (or the default table); with `trees`,
+    what is not proved carries its partial tree."""
     wrt = parse_wrt(net, wrt, "--wrt") if wrt else None
-    return run_checks(Verifier(net, seed=seed, budget=budget), wrt)
+    return run_checks(Verifier(net, seed=seed, budget=budget, trees=trees), wrt)
 
 
 def parse_wrt(net: Network, wrt, what: str = "wrt") -> list[str]:
