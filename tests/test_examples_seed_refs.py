@@ -1,6 +1,7 @@
 """The seed's references as examples: convex neural networks (Bengio et al. 2005, Bach 2014) and L1-regularised
 logistic regression (Yuan et al. 2010). Every check line of their files holds under `dcpnet check`, and the
-training scripts (at small scale) reach scikit-learn's objective on the same convex problem."""
+training scripts (at small scale) reach scikit-learn's objective on the same convex problem. Every other example
+file passes `dcpnet check` too."""
 from __future__ import annotations
 
 import importlib
@@ -39,6 +40,12 @@ def test_every_check_line_holds(name, capsys):
     negated = [r for r in claimed if r["claim"].startswith("not ")]
     assert negated and all(r[r["claim"][4:]]["verdict"] == "refuted" for r in negated)
     assert all(r[r["claim"]]["verdict"] == "proved" for r in claimed if r not in negated)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in os.listdir(EXAMPLES) if n.endswith(".net")))
+def test_every_example_file_checks(name, capsys):
+    """Every .net file of examples/ (these and the others) passes `dcpnet check`: its check lines hold."""
+    assert cli(["check", os.path.join(EXAMPLES, name), "--budget", "2"]) == 0, capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", FILES)
