@@ -105,6 +105,9 @@ def test_every_command_is_documented():
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     for command in sub.choices:
         assert f"## `dcpnet {command}`" in text, command
+    for action in make_parser()._actions:   # options of `dcpnet` itself (before the command)
+        for option in action.option_strings:
+            assert option in ("-h", "--help") or f"`{option}" in text, option
 
 
 def test_the_exit_codes_are_documented():
