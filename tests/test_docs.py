@@ -38,7 +38,7 @@ def test_every_net_example_parses_and_its_checks_hold(page, line, src):
     net = load_text(src, f"{page.name}:{line}")
     assert net.nodes
     if net.checks:
-        results = run_checks(Verifier(net, seed=0, budget=1.0), None)
+        results = run_checks(Verifier(net, seed=0, budget=3.0), None)   # the CLI default
         failing = [f"line {r.line}: {r.claim}({r.expr})" for r in results if r.holds is False]
         assert not failing, failing
 
