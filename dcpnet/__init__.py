@@ -20,7 +20,21 @@ __all__ = [
            "Verifier",
            "check_file",
            "check_network",
+           "from_onnx",
+           "from_torch",
            "load",
            "load_text",
            "verify",
 ]
+
+
+_LAZY = {"from_torch": "dcpnet.interop.from_torch", "from_onnx": "dcpnet.interop.from_onnx"}
+
+
+def __getattr__(name: str):
+    """The importers load on first use: `dcpnet check` never loads them, nor torch or onnx."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dcpnet' has no attribute {name!r}")

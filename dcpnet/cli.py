@@ -59,6 +59,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_check(sub)
     _add_train(sub)
     _add_eval(sub)
+    _add_import(sub)
     return parser
 
 
@@ -89,6 +90,8 @@ def _add_check(sub) -> None:
     check.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the witness search")
     check.add_argument("--budget", type=_positive_float, default=3.0, help="seconds of witness search per claim")
     check.add_argument("--plot", metavar="FILE.png", help="draw the first witness along its segment")
+    check.add_argument("--params", metavar="PARAMS.npz", help="fix every param to these trained values: "
+                       "the verdicts are then about this network, and checks may ask only about inputs")
     _add_output_options(check)
 
 
@@ -112,6 +115,13 @@ def _add_train(sub) -> None:
     train.add_argument("--plot", metavar="FILE.png", help="draw the loss curve")
 
 
+def _add_import(sub) -> None:
+    imp = _command(sub, "import", "read a PyTorch (.pt2) or ONNX model into NAME.net and NAME.npz")
+    imp.add_argument("model", help="MODEL.pt2 (torch.export.save) or MODEL.onnx")
+    imp.add_argument("-o", "--out", required=True, metavar="NAME.net", help="the .net file to write; the "
+                     "weights go to NAME.npz beside it")
+
+
 def _add_eval(sub) -> None:
     ev = _command(sub, "eval", "run the compiled network on data")
     ev.add_argument("file")
@@ -123,7 +133,7 @@ def _add_eval(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    command = {"check": _cmd_check, "train": _cmd_train, "eval": _cmd_eval}[args.command]
+    command = {"check": _cmd_check, "train": _cmd_train, "eval": _cmd_eval, "import": _cmd_import}[args.command]
     try:
         return command(args)
     except DcpnetError as err:
@@ -142,6 +152,14 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+# -- import --------------------------------------------------------------------------------------------
+def _cmd_import(args) -> int:
+    from .interop.importing import run_import
+
+    print("\n".join(run_import(args.model, args.out)))
+    return EXIT_OK
+
+
 # -- check ---------------------------------------------------------------------------------------------
 def _cmd_check(args) -> int:
     from .graph import load
@@ -151,6 +169,10 @@ def _cmd_check(args) -> int:
     for path in args.files:
         try:
             net = load(path)
+            if args.params:                    # the trained weights fixed: dcpnet/fixed.py
+                from .fixed import load_fixed
+
+                net, digest = load_fixed(net, args.params)
             results = check_network(net, args.wrt, seed=args.seed, budget=args.budget, trees=args.tree)
         except DcpnetError as err:
             if len(args.files) == 1:
@@ -167,7 +189,8 @@ def _cmd_check(args) -> int:
     if args.json:
         from .report import dump_json
 
-        dump_json([{"file": path, "ok": ok, "results": [r.as_json() for r in results]}
+        fixed = {"params": {"file": args.params, "sha256": digest}} if args.params and reports else {}
+        dump_json([{"file": path, "ok": ok, **fixed, "results": [r.as_json() for r in results]}
                    for path, _, results, ok in reports], single=len(args.files) == 1)
     if args.plot:
         _plot_first_witness(reports, args.plot)
@@ -182,6 +205,8 @@ def _print_check(args, path: str, net, results) -> None:
         console.print(f"[bold]{path}[/]", highlight=False)
     if not net.outputs and not net.checks:
         sys.stderr.write(f"{path}: warning: no `output` and no `check` line: there is nothing to check\n")
+    if args.params:
+        console.print(f"params fixed to {args.params}", highlight=False, markup=False)
     print_results(console, net, results, tree=args.tree)
 
 

@@ -123,6 +123,37 @@ def _index_vjp(s, g, y, a):
     return (z,)
 
 
+def _slice(s, a):
+    return a[:, s.info[0]:s.info[1]]
+
+
+def _slice_vjp(s, g, y, a):
+    z = np.zeros_like(a)
+    z[:, s.info[0]:s.info[1]] = g
+    return (z,)
+
+
+# concat: info = the number of entries of each piece; a shared piece meets batched ones by broadcasting
+def _concat(s, *args):
+    n = max(a.shape[0] for a in args)
+    return np.concatenate([np.broadcast_to(a.reshape(a.shape[0], -1), (n, k)) for a, k in zip(args, s.info)],
+                          axis=1)
+
+
+def _concat_vjp(s, g, y, *args):
+    grads, start = [], 0
+    for a, k, need in zip(args, s.info, s.need):
+        piece = g[:, start:start + k]
+        start += k
+        if not need:
+            grads.append(None)
+            continue
+        if a.shape[0] == 1 and piece.shape[0] > 1:   # a shared piece: the examples' gradients add up
+            piece = piece.sum(axis=0, keepdims=True)
+        grads.append(piece.reshape(a.shape))
+    return tuple(grads)
+
+
 # matmul: info = (lvec, rvec, m, n, k, out_shape, a_shape, b_shape); m = 1 for a vector on the left and
 # k = 1 for a vector on the right, so every case is an (m, n) @ (n, k) product, stacked or not.
 def _matmul(s, a, b):
@@ -354,6 +385,7 @@ def _extremum_vjp(s, g, y, *args):
 OP_RULES = {
     "add": (_binary, _add_vjp), "sub": (_binary, _sub_vjp), "mul": (_binary, _mul_vjp), "div": (_binary, _div_vjp),
     "neg": (_neg, _neg_vjp), "index": (_index, _index_vjp), "matmul": (_matmul, _matmul_vjp),
+    "slice": (_slice, _slice_vjp), "concat": (_concat, _concat_vjp),
     "scalar": (_scalar, _scalar_vjp), "reduce": (_reduce, _reduce_vjp),
     "quad_over_lin": (_quad_over_lin, _quad_over_lin_vjp), "extremum": (_extremum, _extremum_vjp),
 }
@@ -567,12 +599,13 @@ def _compile(net: Network, batched: frozenset, targets: tuple, wrt: frozenset | 
 # What each vjp reads besides g: (the output y, the arguments). A value no rule reads may be overwritten.
 VJP_READS = {
     "add": (False, False), "sub": (False, False), "neg": (False, False), "index": (False, False),
+    "slice": (False, False), "concat": (False, False),
     "mul": (False, True), "div": (True, True), "matmul": (False, True), "scalar": (False, True),
     "relu": (True, False), "softplus": (True, True), "exp": (True, False), "square": (False, True),
     "tanh": (True, False), "sigmoid": (True, False),
     "reduce": (True, True), "quad_over_lin": (True, True), "extremum": (True, True),
 }
-_ALIASING = {"index", "scalar"}                # kernels whose output may be a view of their argument
+_ALIASING = {"index", "slice", "scalar"}                # kernels whose output may be a view of their argument
 _IN_PLACE = {"add", "sub", "mul", "div", "relu"}   # kernels able to write into an argument
 
 
@@ -630,6 +663,10 @@ def _step(net: Network, node: Node, is_b: list, grad: list, dtype) -> Step:
             info = _UFUNCS[op]
         elif op == "index":
             info = node.attrs[0]
+        elif op == "slice":
+            info = node.attrs
+        elif op == "concat":
+            info = tuple(int(np.prod(sh)) for sh in shapes)
         elif op == "matmul":
             a_s, b_s = shapes
             lvec, rvec = len(a_s) == 1, len(b_s) == 1

@@ -18,12 +18,13 @@ from .lattice import Interval
 Shape = tuple[int, ...]
 
 # Node operations. `attrs` holds what the op needs beyond its arguments:
-#   var (name,)  const (value,)  add sub mul div matmul neg ()  index (i,)
+#   var (name,)  const (value,)  add sub mul div matmul neg ()  index (i,)  slice (start, stop)  concat ()
 #   scalar (key,) with key ("relu",), ("power", p), ("leaky_relu", a) or ("user", name)
 #   reduce (name,) for sum, max, norm2, quad_over_lin, maximum, minimum, ...
 BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}
 _PRECEDENCE = {"add": 1, "sub": 1, "mul": 2, "div": 2, "matmul": 2}
 _SYMBOL = {v: k for k, v in BINARY_OPS.items()}
+CONCAT = "concat"             # the one built-in that is neither elementwise nor a reduction
 TEXT_LIMIT = 120
 MAX_ENTRIES = 10**9          # per array: larger shapes are surely typos, and no evaluator could hold them
 
@@ -54,7 +55,7 @@ class Node:
 @dataclass(frozen=True)
 class Variable:
     name: str
-    kind: str                    # "input" or "param"
+    kind: str                    # "input", "param" or "const" (a constant: never a variable of a check)
     shape: Shape
     bounds: Interval             # the declared constraint (the whole line when none)
     node: int
@@ -71,6 +72,9 @@ class Network:
     outputs: list[str] = field(default_factory=list)
     checks: list[st.Check] = field(default_factory=list)
     atom_defs: dict[str, st.AtomDef] = field(default_factory=dict)
+    # values of the constants fixed to known arrays (`check --params`, see dcpnet/fixed.py); the analysis
+    # reads their ranges from `variables` and the refuter uses exactly these values
+    fixed: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (f"<Network {self.source.file}: {len(self.inputs)} inputs, {len(self.params)} params, "
@@ -83,6 +87,10 @@ class Network:
     @property
     def params(self) -> list[str]:
         return [v.name for v in self.variables.values() if v.kind == "param"]
+
+    @property
+    def consts(self) -> list[str]:
+        return [v.name for v in self.variables.values() if v.kind == "const"]
 
     def node(self, name: str) -> Node:
         return self.nodes[self.names[name]]
@@ -259,7 +267,7 @@ class _Builder:
         self.net.names[a.name] = node.id
 
     def define_atom(self, a: st.AtomDef) -> None:
-        if a.name in SCALAR_ATOMS or a.name in REDUCTIONS or a.name in PARAMETRIC_ATOMS:
+        if a.name in SCALAR_ATOMS or a.name in REDUCTIONS or a.name in PARAMETRIC_ATOMS or a.name == CONCAT:
             self.fail(f"`{a.name}` is a built-in function and cannot be redefined", a.pos.line, a.pos.col)
             return
         if not self.fresh_name(a.name, a.pos.line, a.pos.col):
@@ -283,7 +291,7 @@ class _Builder:
                 self.fail(f"the exponent {_number_words(e.exponent)}", e.line, e.col)
             elif isinstance(e, st.BinOp) and e.op == "@":
                 self.fail(f"`@` in atom `{a.name}`: an atom is a scalar function", e.line, e.col)
-            elif isinstance(e, st.Index):
+            elif isinstance(e, (st.Index, st.Slice)):
                 self.fail(f"indexing in atom `{a.name}`: an atom is a scalar function", e.line, e.col)
             elif isinstance(e, st.Call):
                 self.atom_call_ok(a, e)
@@ -320,6 +328,10 @@ class _Builder:
     def check(self, c: st.Check) -> None:
         ok = self.known_name(c.target, c.target_pos)
         for name, pos in c.wrt:
+            if name in self.net.variables and self.net.variables[name].kind == "const":
+                ok = False
+                self.fail(f"`{name}` is a constant: checks are taken in inputs and params", pos.line, pos.col)
+                continue
             if name in ("inputs", "params") or name in self.net.variables:
                 continue
             ok = False
@@ -384,6 +396,8 @@ class _Builder:
             return self.make_power(e, args[0])
         if isinstance(e, st.Index):
             return self.make_index(e, args[0])
+        if isinstance(e, st.Slice):
+            return self.make_slice(e, args[0])
         if isinstance(e, st.BinOp):
             return self.make_binary(e, args[0], args[1])
         return self.make_call(e, args)
@@ -448,14 +462,44 @@ class _Builder:
             return self.intern("scalar", args[:1], args[0].shape, (f, c.value), text, e.line, e.col)
         if f in REDUCTIONS:
             return self.make_reduction(e, args, text)
+        if f == CONCAT:
+            return self.make_concat(e, args, text)
         if f in self.poisoned_atoms:  # its definition was reported already
             raise _Poisoned
-        known = [*SCALAR_ATOMS, *PARAMETRIC_ATOMS, *REDUCTIONS, *self.net.atom_defs]
+        known = [*SCALAR_ATOMS, *PARAMETRIC_ATOMS, *REDUCTIONS, CONCAT, *self.net.atom_defs]
         if f in self.net.names:
             self.fail(f"`{f}` is a value, not a function", e.line, e.col)
         else:
             self.fail(f"unknown function `{f}`{did_you_mean(f, known)}", e.line, e.col)
         raise _Poisoned
+
+    def make_slice(self, e: st.Slice, base: Node) -> Node:
+        """`v[i:j]`: entries i, ..., j - 1 of a vector (Python's half-open range, counting from 0)."""
+        if len(base.shape) != 1:
+            what = "a scalar" if not base.shape else f"a matrix {list(base.shape)}"
+            self.fail(f"slicing needs a vector, but `{base.label}` is {what}", e.line, e.col)
+            raise _Poisoned
+        if not 0 <= e.start < e.stop <= base.shape[0]:
+            self.fail(f"slice {e.start}:{e.stop} is out of range for `{base.label}` of size {base.shape[0]} "
+                      f"(it needs 0 <= i < j <= {base.shape[0]})", e.line, e.stop_col or e.col + 1)
+            raise _Poisoned
+        if (e.start, e.stop) == (0, base.shape[0]):
+            return base
+        return self.intern("slice", (base,), (e.stop - e.start,), (e.start, e.stop),
+                           f"{_wrap(base, 5)}[{e.start}:{e.stop}]", e.line, e.col)
+
+    def make_concat(self, e: st.Call, args: list[Node], text: str) -> Node:
+        """`concat(u, v, ...)`: the vector of the entries of its arguments (vectors, or scalars as one entry)."""
+        for a in args:
+            if len(a.shape) > 1:
+                self.fail(f"`concat` joins vectors and scalars, but `{a.label}` is a matrix {list(a.shape)}",
+                          e.line, e.col)
+                raise _Poisoned
+        if not args:
+            self.fail("`concat` needs at least one argument", e.line, e.col)
+            raise _Poisoned
+        size = sum(a.size for a in args)
+        return self.intern("concat", args, (size,), (), text, e.line, e.col)
 
     def make_reduction(self, e: st.Call, args: list[Node], text: str) -> Node:
         kind = REDUCTIONS[e.func].arity
@@ -533,7 +577,7 @@ def _children(e: st.Expr) -> list[st.Expr]:
         return [e.left, e.right]
     if isinstance(e, (st.Neg,)):
         return [e.operand]
-    if isinstance(e, (st.Pow, st.Index)):
+    if isinstance(e, (st.Pow, st.Index, st.Slice)):
         return [e.base]
     if isinstance(e, st.Call):
         return list(e.args)

@@ -104,6 +104,10 @@ def _value(net: Network, node: Node, args: list, env: dict):
         return -args[0]
     if op == "index":
         return args[0][node.attrs[0]]
+    if op == "slice":
+        return args[0][node.attrs[0]:node.attrs[1]]
+    if op == "concat":
+        return np.concatenate([np.asarray(a, dtype=object).reshape(-1) for a in args])
     if op == "matmul":
         return _matmul(*args)
     if op == "scalar":

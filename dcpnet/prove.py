@@ -93,8 +93,13 @@ class Analyzer:
         if op == "matmul":
             inner = self.net.nodes[node.args[1]].shape[0]
             return L.scale(L.mul(r[0], r[1]), inner)
-        if op == "index":
+        if op in ("index", "slice"):
             return r[0]
+        if op == "concat":                   # one interval for all entries: the hull of the pieces'
+            out = r[0]
+            for piece in r[1:]:
+                out = out.hull(piece)
+            return out
         if op == "scalar":
             return self.atom(node).image(r[0])
         sizes = [self.net.nodes[a].size for a in node.args]
@@ -142,8 +147,13 @@ class Analyzer:
             return Step(L.add_curvature(kids[0], L.flip(kids[1])), "difference: {} - {}", (kids[0], kids[1]))
         if op == "neg":
             return Step(L.flip(kids[0]), "negation of {}", (kids[0],))
-        if op == "index":
+        if op in ("index", "slice"):
             return Step(kids[0], "an entry keeps the curvature")
+        if op == "concat":                   # a vector is convex when every entry is: the join of the pieces
+            curv = kids[0]
+            for k in kids[1:]:
+                curv = L.add_curvature(curv, k)
+            return Step(curv, "concatenation: every piece {}", (curv,))
         if op in ("mul", "matmul", "div"):
             return self._product_step(node, kids)
         if op == "scalar":
@@ -281,8 +291,10 @@ class Analyzer:
             return (node.args[0], prop) if not holds(kids[0], prop) else (node.args[1], _mirror(prop))
         if op == "neg":
             return node.args[0], _mirror(prop)
-        if op == "index":
+        if op in ("index", "slice"):
             return node.args[0], prop
+        if op == "concat":
+            return node.args[failing[0]], prop
         if op in ("mul", "matmul", "div"):
             return self._blame_product(node, prop, kids, wrt)
         if op == "scalar":

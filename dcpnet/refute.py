@@ -119,6 +119,8 @@ class Refuter:
         return self._snap(name, values)
 
     def _snap(self, name: str, values: np.ndarray) -> np.ndarray:
+        if name in self.net.fixed:   # fixed to known values (check --params): exactly those, never others
+            return np.broadcast_to(self.net.fixed[name], values.shape).copy()
         var = self.net.variables[name]
         snapped = np.round(np.clip(values, -2.0 ** 19, 2.0 ** 19) / GRID) * GRID
         return np.clip(snapped, var.bounds.lo, var.bounds.hi)
@@ -141,7 +143,7 @@ class Refuter:
         which = rng.integers(0, len(draws), size=n)
 
         def value(v: str) -> np.ndarray:
-            if self.net.variables[v].kind == "input":
+            if self.net.variables[v].kind != "param":   # inputs, and constants (init_params has none)
                 return self._draw(v, rng, scale, n)
             base = np.stack([draws[k][v] for k in which])
             return self._snap(v, base + 0.3 * scale * rng.standard_normal(base.shape))

@@ -48,6 +48,14 @@ class Index(Expr):
 
 
 @dataclass(frozen=True, eq=False)
+class Slice(Expr):
+    base: Expr
+    start: int
+    stop: int                          # exclusive, as in Python: v[i:j] has j - i entries
+    stop_col: int = 0                  # column of the second integer
+
+
+@dataclass(frozen=True, eq=False)
 class Neg(Expr):
     operand: Expr
 
@@ -74,7 +82,7 @@ class Pos:
 
 @dataclass(frozen=True)
 class Decl:
-    kind: str                          # "input" or "param"
+    kind: str                          # "input", "param" or "const"
     name: str
     shape: tuple[int, ...]
     lo: float
@@ -288,6 +296,10 @@ def _make_transformer():
             base, bracket, idx = items
             return Index(bracket.line, bracket.column, base, _int(idx), idx.column)
 
+        def slice(self, items):
+            base, bracket, start, stop = items
+            return Slice(bracket.line, bracket.column, base, _int(start), _int(stop), stop.column)
+
         def number(self, items):
             tok = items[0]
             return Num(tok.line, tok.column, _float(tok))
@@ -319,7 +331,7 @@ def _parser():
 _LEXEME = re.compile(r"""[ \t\f\v]*(?:
     (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
   | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>\*\*|>=|<=|[-+*/@^()\[\],=])
+  | (?P<op>\*\*|>=|<=|[-+*/@^()\[\],=:])
   | (?P<comment>\#[^\n]*)
   | $)""", re.VERBOSE)
 _FAST_MAX_LEXEMES = 200          # longer lines (deep nesting) go the ordinary way: templates are recursive
@@ -548,7 +560,7 @@ def _expected(names) -> str:
     return "; expected " + ", ".join(words)
 
 
-_KEYWORDS = ("input", "param", "atom", "output", "check")
+_KEYWORDS = ("input", "param", "const", "atom", "output", "check")
 
 
 def _hint(err, text: str) -> str:
@@ -602,6 +614,7 @@ __all__ = [
     "Pos",
     "Pow",
     "Program",
+    "Slice",
     "normalise",
     "parse",
 ]

@@ -203,12 +203,19 @@ class Verifier:
         return [[p for p in params if p in g] for g in found]
 
 
-def verify(net: Network, target: str, wrt, seed: int = 0, budget: float = 3.0) -> Result:
+def verify(net: Network, target: str, wrt, seed: int = 0, budget: float = 3.0, params: dict | None = None) -> Result:
     """One question, one answer: the three verdicts on `target` in `wrt`.
 
     `wrt` is a list of names or one string, a name or a comma list as on the command line (`"x"`,
     `"W1,W2"`, `"params"`). An unknown name raises `DcpnetError`, as the command line reports it.
+    With `params` (name -> array), every param is fixed to those values (`dcpnet.fixed.fix_params`): the
+    answer is about that trained network, and `wrt` may then name only inputs.
     """
+    if params is not None:
+        from .fixed import fix_params
+
+        net = fix_params(net, params)
+        parse_wrt(net, wrt)
     return Verifier(net, seed=seed, budget=budget).verify(target, wrt)
 
 
@@ -231,6 +238,9 @@ def parse_wrt(net: Network, wrt, what: str = "wrt") -> list[str]:
     names = [n for n in names if not isinstance(n, str) or n]
     choices = [*net.variables, "inputs", "params"]
     for n in names:
+        if isinstance(n, str) and (n in net.consts or n == "params" and net.fixed and not net.params):
+            why = "is fixed by --params" if n in net.fixed or n == "params" else "is a constant"
+            raise DcpnetError(Diagnostic(f"{what}: `{n}` {why}; analyse in the inputs instead", net.source.file, 1, 1))
         if not isinstance(n, str) or n not in choices:
             shown = f"`{n}`" if isinstance(n, str) else repr(n)
             hint = did_you_mean(n, choices) if isinstance(n, str) else ""

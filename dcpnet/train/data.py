@@ -67,15 +67,15 @@ def _within(path, what: str, var: Variable, value: np.ndarray) -> None:
 
 
 def load_params(net: Network, path, dtype=np.float64, check_bounds: bool = True) -> dict[str, np.ndarray]:
-    """One array per param, with its declared shape (and inside its constraint, with `check_bounds`)."""
+    """One array per param and const, with its declared shape (and inside its constraint, with `check_bounds`)."""
     arrays = read_npz(path)
     out = {}
-    for name in net.params:
+    for name in net.params + net.consts:     # a `const` (e.g. an imported running mean) comes with the params
         var = net.variables[name]
         if name not in arrays:
-            raise _fail(path, f"param `{name}` is missing (the file holds {_listing(arrays)})")
+            raise _fail(path, f"{var.kind} `{name}` is missing (the file holds {_listing(arrays)})")
         value = arrays[name]
-        what = f"param `{name}`"
+        what = f"{var.kind} `{name}`"
         if value.shape != var.shape:
             raise _fail(path, f"{what} has shape {value.shape}; expected {var.shape}")
         value = _numeric(path, what, value, np.float64)

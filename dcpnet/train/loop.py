@@ -96,8 +96,9 @@ def train(net: Network, data: dict[str, np.ndarray], loss: str, *, epochs: int =
     train_data = data if held is None else {k: v[kept] for k, v in data.items()}
     val_data = {} if held is None else {k: v[held] for k, v in data.items()}
     # the optimizer clips constrained params onto their bounds in its own pass: the projection
-    loop = _Loop(net, loss, params, OPTIMIZERS[optimizer](params, lr, bounds=param_bounds(net, params)), dtype,
-                 progress)
+    trainable = {k: params[k] for k in net.params}   # the same arrays: consts ride along, never updated
+    loop = _Loop(net, loss, params, OPTIMIZERS[optimizer](trainable, lr, bounds=param_bounds(net, trainable)),
+                 dtype, progress)
     loop.result.val_index = held
     n_train = n - (0 if held is None else len(held))
     return loop.run(train_data, n_train, val_data, epochs, batch, patience, shuffles(seed, n_train))
@@ -187,7 +188,7 @@ class _Loop:
         return total / seen
 
     def _update(self, grads: dict) -> None:
-        self.opt.step(self.params, grads)          # and the projection, in the same pass
+        self.opt.step({k: self.params[k] for k in self.net.params}, grads)   # and the projection, in one pass
 
     def _stop(self, reason: str) -> None:
         self.result.stopped_early = True
@@ -282,6 +283,14 @@ def _assigned_at(net: Network, name: str) -> tuple[int, int] | None:
 
 
 def _start(net: Network, init: dict | None, rng, dtype) -> dict[str, np.ndarray]:
+    missing = [c for c in net.consts if init is None or c not in init]
+    if missing:   # a const (e.g. an imported running mean) is never trained: its value must be given
+        raise _fail(net, f"the network declares the constant `{missing[0]}`: give its value with --init PARAMS.npz")
+    consts = {c: np.array(init[c], dtype=dtype) for c in net.consts}
+    return {**_start_params(net, init, rng, dtype), **consts}
+
+
+def _start_params(net: Network, init: dict | None, rng, dtype) -> dict[str, np.ndarray]:
     if init is None:   # np.array: init_params gives NumPy scalars (not arrays) for scalar params
         params = {k: np.array(v, dtype=dtype) for k, v in init_params(net, rng, dtype).items()}
     else:
