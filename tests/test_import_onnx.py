@@ -4,6 +4,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
@@ -103,3 +105,33 @@ def test_an_unsupported_onnx_op_is_refused_by_name(tmp_path):
 
     with pytest.raises(DcpnetError, match="unsupported ONNX op `Sin`"):
         from_onnx(to_onnx(Sine(), (2,), tmp_path / "s.onnx"))
+
+
+ONNX_LAYERS = {"relu": torch.nn.ReLU, "softplus": torch.nn.Softplus, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid,
+               "elu": torch.nn.ELU, "celu": lambda: torch.nn.CELU(0.7), "selu": torch.nn.SELU,
+               "leaky": lambda: torch.nn.LeakyReLU(0.1), "hardtanh": torch.nn.Hardtanh,
+               "dropout": lambda: torch.nn.Dropout(0.5), "batchnorm": lambda: torch.nn.BatchNorm1d(4)}
+ONNX_HEADS = {"sum": lambda z: z.sum(dim=1), "amax": lambda z: z.amax(dim=1), "lse": lambda z: torch.logsumexp(z, 1),
+              "norm": lambda z: torch.linalg.vector_norm(z, dim=1), "sqrt": lambda z: torch.sqrt(z ** 2 + 1).mean(1),
+              "slice": lambda z: torch.cat([z[:, 1:3], z[:, :1]], dim=1).amin(dim=1)}
+
+
+class RandomNet(torch.nn.Module):
+    def __init__(self, layers, head):
+        super().__init__()
+        self.first = torch.nn.Linear(3, 4)
+        self.body = torch.nn.Sequential(*(ONNX_LAYERS[name]() for name in layers))
+        self.head = head
+
+    def forward(self, x):
+        return ONNX_HEADS[self.head](self.body(self.first(x)))
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.sampled_from(sorted(ONNX_LAYERS)), min_size=1, max_size=3), st.sampled_from(sorted(ONNX_HEADS)),
+       st.integers(0, 2**16))
+def test_random_onnx_models_evaluate_like_torch(tmp_path_factory, layers, head, seed):
+    module = seeded(RandomNet, seed=seed, layers=layers, head=head)
+    path = to_onnx(module, (3,), tmp_path_factory.mktemp("onnx") / "m.onnx")
+    net, params = from_onnx(path)
+    assert_same_outputs(module, net, params, np.random.default_rng(seed), n=6)

@@ -263,3 +263,45 @@ def test_unreadable_models_are_bad_input(name, content, words, tmp_path, capsys)
     assert words in capsys.readouterr().err and not (tmp_path / "m.net").exists()
     assert cli.main(["import", str(tmp_path / "none.pt2"), "-o", str(tmp_path / "m.net")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+# -- random architectures: every writer of the op table against torch ---------------------------------------------
+LAYERS = {
+    "relu": nn.ReLU, "softplus": lambda: nn.Softplus(beta=1.5), "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+    "elu": nn.ELU, "celu": lambda: nn.CELU(0.7), "selu": nn.SELU, "gelu": nn.GELU, "silu": nn.SiLU,
+    "leaky": lambda: nn.LeakyReLU(0.1), "hardtanh": nn.Hardtanh, "relu6": nn.ReLU6, "logsigmoid": nn.LogSigmoid,
+    "dropout": lambda: nn.Dropout(0.5), "batchnorm": lambda: nn.BatchNorm1d(4),
+}
+HEADS = {
+    "sum": lambda z: z.sum(dim=1), "mean": lambda z: z.mean(dim=-1, keepdim=True), "amax": lambda z: z.amax(dim=1),
+    "lse": lambda z: torch.logsumexp(z, dim=1), "norm": lambda z: torch.linalg.vector_norm(z, dim=1),
+    "exp": lambda z: torch.exp(z[:, 0]), "sqrt": lambda z: torch.sqrt(F.softplus(z)).sum(1),
+    "square": lambda z: (z ** 2).sum(1) - z.square().mean(1), "clamp": lambda z: z.clamp(-0.5, 0.5).sum(1),
+    "log1p": lambda z: torch.log1p(torch.exp(z)).amin(dim=1), "abs": lambda z: torch.abs(z - 0.3).max(dim=1).values,
+    "logsoftmax": lambda z: F.log_softmax(z, dim=1)[:, 1],
+}
+
+
+class Random(nn.Module):
+    def __init__(self, layers, head):
+        super().__init__()
+        self.first = nn.Linear(3, 4)
+        self.body = nn.Sequential(*(LAYERS[name]() for name in layers))
+        self.head = head
+
+    def forward(self, x):
+        return HEADS[self.head](self.body(self.first(x)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(sorted(LAYERS)), min_size=1, max_size=4), st.sampled_from(sorted(HEADS)),
+       st.integers(0, 2**16))
+def test_random_architectures_evaluate_like_torch(layers, head, seed):
+    module = seeded(Random, seed=seed, layers=layers, head=head)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            with torch.no_grad():
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    net, params = from_torch(module, example(3))
+    assert_same_outputs(module, net, params, np.random.default_rng(seed), n=6)
