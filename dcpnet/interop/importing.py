@@ -1,7 +1,7 @@
 """`dcpnet import MODEL.pt2|MODEL.onnx -o NAME.net`: read a model, write NAME.net and NAME.npz, summarise.
 
->>> summary_lines(Imported("", {}, [("input", "x", "x"), ("param", "0.weight", "p_0_weight")], []))[:2]
-['mapped 1 input, 1 param', '  input  x -> x']
+>>> summary_lines(Imported("", {}, [("input", "x", "x"), ("param", "0.weight", "p_0_weight")], []))
+['mapped 1 input, 1 param', '  param  0.weight -> p_0_weight', '  (1 name kept as it is)']
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ..errors import DcpnetError, Diagnostic, write_atomically
 from .netwriter import Imported
 
 READERS = {".pt2": "torch", ".onnx": "onnx"}
+SHOWN = 24                      # renamed names listed in the summary
 
 
 def read_model(path: str) -> Imported:
@@ -59,8 +60,12 @@ def summary_lines(imported: Imported) -> list[str]:
     for kind, _, _ in imported.mapping:
         counts[kind] = counts.get(kind, 0) + 1
     head = "mapped " + ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in counts.items())
-    rows = [f"  {kind:<6} {src} -> {name}" for kind, src, name in imported.mapping]
-    return [head, *rows, *(f"note: {n}" for n in imported.notes)]
+    rows = [f"  {kind:<6} {src} -> {name}" for kind, src, name in imported.mapping if src != name]
+    same = len(imported.mapping) - len(rows)
+    if len(rows) > SHOWN:    # a large model: the first few, then the count (the declarations list them all)
+        rows = rows[:SHOWN] + [f"  … and {len(rows) - SHOWN} more, declared in the .net file"]
+    tail = [f"  ({same} name{'s' if same > 1 else ''} kept as {'they are' if same > 1 else 'it is'})"] if same else []
+    return [head, *rows, *tail, *(f"note: {n}" for n in imported.notes)]
 
 
 def run_import(model: str, out: str) -> list[str]:
