@@ -11,6 +11,38 @@ from .lattice import Curvature, Verdict
 from .verify import Result, Verifier, check_file, check_network, verify
 
 __version__ = "0.1.0"
+
+
+def load_params(net: Network, path, dtype=None) -> dict:
+    """PARAMS.npz read against `net`'s declarations (one float64 array per param, inside its constraint)."""
+    import numpy as np
+
+    from .train.data import load_params as read
+
+    return read(net, path, np.float64 if dtype is None else dtype)
+
+
+def to_torch(net: Network, params: dict | None = None, dtype=None):
+    """`net` as a torch.nn.Module (see dcpnet.interop.to_torch); torch is imported on call."""
+    from .interop.to_torch import to_torch as convert
+
+    return convert(net, params, dtype)
+
+
+def save_params(module, path) -> None:
+    """Write a module's params to PARAMS.npz, as `dcpnet eval/check --params` read it."""
+    from .interop.to_torch import save_params as save
+
+    save(module, path)
+
+
+def to_cvxpy(net: Network, output: str, params: dict, fixed: dict | None = None):
+    """`(expr, variables, constraints)`: `output` as a CVXPY expression (see dcpnet.interop.to_cvxpy)."""
+    from .interop.to_cvxpy import to_cvxpy as convert
+
+    return convert(net, output, params, fixed)
+
+
 __all__ = [
            "Curvature",
            "DcpnetError",
@@ -24,6 +56,10 @@ __all__ = [
            "from_torch",
            "load",
            "load_text",
+           "load_params",
+           "save_params",
+           "to_cvxpy",
+           "to_torch",
            "verify",
 ]
 
