@@ -60,6 +60,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_import(sub)
+    _add_export(sub)
     return parser
 
 
@@ -131,9 +132,31 @@ def _add_eval(sub) -> None:
     _add_dtype(ev)
 
 
+def _add_export(sub) -> None:
+    ex = sub.add_parser("export", help="write the network as a PyTorch module or a CVXPY problem (Python)")
+    ex.add_argument("file")
+    ex.add_argument("--to", required=True, choices=["torch", "cvxpy"], help="the library to write for")
+    ex.add_argument("-o", "--out", required=True, metavar="FILE.py", help="where to write the Python file")
+    ex.add_argument("--output", help="the outputs to export (comma-separated; cvxpy: the one to minimise, "
+                    "default the first)")
+    ex.add_argument("--fixed", help="cvxpy: inputs given values at run time rather than optimised over")
+
+
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else []
+
+
+def _cmd_export(args) -> int:
+    from .interop.export import export
+
+    print(export(args.file, args.to, args.out, _names(args.output) or None, _names(args.fixed)))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    command = {"check": _cmd_check, "train": _cmd_train, "eval": _cmd_eval, "import": _cmd_import}[args.command]
+    command = {"check": _cmd_check, "train": _cmd_train, "eval": _cmd_eval, "import": _cmd_import,
+               "export": _cmd_export}[args.command]
     try:
         return command(args)
     except DcpnetError as err:

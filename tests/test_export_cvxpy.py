@@ -198,3 +198,29 @@ def _minimise_trained_icnn(torch):
     argmin = torch.tensor(variables["x"].value).reshape(1, 3)
     assert float(module(argmin)[0].detach()) == pytest.approx(optimum, rel=1e-6)
     assert Analyzer(net).curvature("f", ["x"]) is Curvature.CONVEX
+
+
+def test_cli_export_cvxpy(tmp_path, capsys):
+    from dcpnet.cli import main
+
+    net_file = tmp_path / "icnn.net"
+    net_file.write_text(ICNN)
+    out = tmp_path / "problem.py"
+    assert main(["export", str(net_file), "--to", "cvxpy", "-o", str(out)]) == 0
+    net = load_text(ICNN)
+    params = {k: np.array(v) for k, v in init_params(net, np.random.default_rng(0)).items()}
+    problem, variables = runpy.run_path(str(out))["problem"](params)
+    expr, _, constraints = to_cvxpy(net, "f", params)
+    assert problem.solve(solver="CLARABEL") == pytest.approx(
+        cp.Problem(cp.Minimize(expr), constraints).solve(solver="CLARABEL"), rel=1e-7)
+    assert list(variables) == ["x"]
+    bad = tmp_path / "bad.net"
+    bad.write_text("input x[2]\nf = sum(x) * x[0]\n")
+    assert main(["export", str(bad), "--to", "cvxpy", "-o", str(tmp_path / "no.py")]) == 2
+    assert "not proved convex in x" in capsys.readouterr().err
+    assert not (tmp_path / "no.py").exists()
+    assert main(["export", str(net_file), "--to", "cvxpy", "--fixed", "y", "-o", str(tmp_path / "no.py")]) == 2
+    assert "is not an input" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(net_file), "--to", "onnx", "-o", str(tmp_path / "no.py")])
+    assert exit_info.value.code == 2 and not (tmp_path / "no.py").exists()

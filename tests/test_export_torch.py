@@ -261,3 +261,26 @@ def test_distributed_data_parallel_replicas_stay_identical_and_certified(tmp_pat
         assert a[name].dtype == np.float32 and a[name].tobytes() == b[name].tobytes(), name
     proved, bad = _certified(net, tmp_path / "rank0.npz")
     assert proved and bad == []
+
+
+def test_cli_export_torch(tmp_path, capsys):
+    import runpy
+
+    from dcpnet.cli import main
+
+    net_file = tmp_path / "icnn.net"
+    net_file.write_text(ICNN)
+    out = tmp_path / "model.py"
+    assert main(["export", str(net_file), "--to", "torch", "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    net = load_text(ICNN)
+    params = {k: np.array(v) for k, v in init_params(net, np.random.default_rng(0)).items()}
+    model = runpy.run_path(str(out))["Net"](params)
+    x, y = torch.ones(2, 3, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    assert torch.equal(model(x, y)[1], to_torch(net, params)(x, y)[1])
+    assert main(["export", str(net_file), "--to", "torch", "--output", "nope", "-o", str(out)]) == 2
+    assert "unknown name `nope`" in capsys.readouterr().err
+    assert main(["export", str(net_file), "--to", "torch", "-o", str(tmp_path)]) == 2   # a directory
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(net_file), "-o", str(out)])                                  # no --to
+    assert exit_info.value.code == 2
