@@ -6,7 +6,7 @@
 The ICNNs and sizes are those of `benchmarks/train_step.py`. The exported step is what a PyTorch user runs:
 `dcpnet.to_torch(net)`, `torch.optim.Adam`, the loss's batch mean, backward, step, and the projection as
 `optimizer.register_step_post_hook(module.project_)` (exact in the dtype). dcpnet's step is `dcpnet train`'s:
-the compiled evaluator's backward (split over two cores where that pays) and its Adam, which clips onto the
+the compiled evaluator's backward and its Adam, which clips onto the
 bounds in the same pass. Torch runs in a child process per measurement (its spinning OpenMP threads would
 starve NumPy's BLAS in a shared process); rounds alternate and the best of each is kept. `--single-core`
 (read by train_step at import) runs everything on one thread, timed in CPU time: the figure to trust on a
@@ -92,8 +92,6 @@ def main() -> None:
                     t_torch = min(t_torch, measured)
                 net, params, x, y = base.problem(d, w, depth, batch, args.act, dtype)
                 t_ours = min(t_ours, base.time_steps(base.dcpnet_step(net, params, x, y, dtype), args.seconds))
-                while base.WORKERS:
-                    base.WORKERS.pop().close()
             theirs = f"{batch / t_torch:19.0f}" if t_torch < math.inf else f"{'-':>19}"
             ratio = f"{t_ours / t_torch:12.2f}" if t_torch < math.inf else f"{'-':>12}"
             print(f"{args.act:8} {np.dtype(dtype).name:7} {d:4} {w:5} {depth:5} {batch:5} | {batch / t_ours:17.0f} "

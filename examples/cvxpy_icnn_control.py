@@ -29,7 +29,8 @@ import torch
 
 import dcpnet
 from dcpnet.lattice import Verdict
-from dcpnet.train import pinned, violations
+from dcpnet.train.certified import pinned
+from dcpnet.train.params import violations
 from dcpnet.verify import Verifier
 
 TARGET = np.array([[0.8, -0.3, 0.5], [-0.4, 0.9, 0.2]])

@@ -13,11 +13,12 @@ from netgen import networks, sample
 cp = pytest.importorskip("cvxpy")
 
 from dcpnet.errors import DcpnetError
-from dcpnet.evaluate import compile_network, init_params
+from dcpnet.evaluate import compile_network
 from dcpnet.graph import load_text
 from dcpnet.interop.to_cvxpy import CVXPY_ATOMS, CvxpyRefused, cvxpy_source, to_cvxpy
 from dcpnet.lattice import Curvature
 from dcpnet.prove import Analyzer
+from dcpnet.train.params import init_params
 
 NO_FORM = sorted(k for k, v in CVXPY_ATOMS.items() if v is None)
 

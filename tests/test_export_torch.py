@@ -11,9 +11,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dcpnet.evaluate import compile_network, init_params
+from dcpnet.evaluate import compile_network
 from dcpnet.graph import load, load_text
 from dcpnet.interop.to_torch import module_class, save_params, to_torch, torch_source
+from dcpnet.train.params import init_params
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = sorted(glob.glob(os.path.join(HERE, "..", "examples", "*.net")))
@@ -199,9 +200,10 @@ def _adam_training(net, module, steps: int, seed: int = 0):
 
 def _certified(net, path) -> tuple[bool, list[str]]:
     """The file's claim re-proved with the saved params pinned (until `check --params` lands: train.pinned)."""
-    from dcpnet.data import load_params
     from dcpnet.lattice import Verdict
-    from dcpnet.train import pinned, violations
+    from dcpnet.train.certified import pinned
+    from dcpnet.train.data import load_params
+    from dcpnet.train.params import violations
     from dcpnet.verify import Verifier
 
     params = load_params(net, path)

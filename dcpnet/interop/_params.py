@@ -27,8 +27,8 @@ def as_array(value) -> np.ndarray:
 
 def default_params(net: Network) -> dict[str, np.ndarray]:
     """The params `dcpnet train` starts from (its default seed 0): `init_params` on the trainer's stream."""
-    from ..evaluate import init_params  # moving to dcpnet.train.params
-    from ..train import seed_streams
+    from ..train.loop import seed_streams
+    from ..train.params import init_params
 
     rng = seed_streams(0)[0]
     return {k: np.array(v, dtype=np.float64) for k, v in init_params(net, rng, np.float64).items()}

@@ -434,7 +434,7 @@ def to_torch(net: Network, params: dict | None = None, dtype=None, outputs: list
 def save_params(module, path) -> None:
     """Write the module's params to PARAMS.npz (atomically), one array per param in its own dtype: what
     `dcpnet eval/check --params` and `dcpnet.load_params` read."""
-    from ..data import save_npz
+    from ..train.data import save_npz
 
     arrays = {}
     for name, p in module.named_parameters():
