@@ -8,6 +8,8 @@ import socket
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from netgen import networks, sample
 
 torch = pytest.importorskip("torch")
 
@@ -92,6 +94,29 @@ def test_forward_and_gradients_equal_the_evaluator(path):
             assert_close(got, grads[p])
         for k, t in zip(net.inputs, tensors):
             assert_close(np.zeros(t.shape) if t.grad is None else t.grad.numpy(), grads[k])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(networks(max_layers=5))
+def test_random_networks_agree_with_the_evaluator(case):
+    """Every output of a random network, params and inputs inside their constraints (NaN where the evaluator
+    gives NaN: outside an atom's domain)."""
+    text, _ = case
+    net = load_text(text)
+    rng = np.random.default_rng(0)
+    params = {k: v[0] for k, v in sample(net, net.params, rng, 1, 1.0).items()}
+    data = sample(net, net.inputs, rng, 4, 1.0)
+    expected = compile_network(net).forward({**params, **data})
+    outs, _ = torch_run(to_torch(net, params), net, data)
+    for name, out in zip(net.outputs, outs):
+        ours = out.detach().numpy()
+        theirs = expected[name]
+        # an output of the params alone: the evaluator's batch is 1, the module repeats it over the batch
+        theirs = np.broadcast_to(theirs, (len(data[net.inputs[0]]) if net.inputs else 1, *theirs.shape[1:]))
+        assert ours.shape == theirs.shape
+        finite = np.isfinite(theirs) & np.isfinite(ours)
+        assert np.allclose(ours[finite], theirs[finite], rtol=1e-9, atol=1e-12)
+        assert np.array_equal(np.isnan(theirs), np.isnan(ours)) or not np.isfinite(theirs).all()
 
 
 def test_shapes_and_operators_of_every_kind():

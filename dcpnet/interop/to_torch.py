@@ -422,7 +422,8 @@ def to_torch(net: Network, params: dict | None = None, dtype=None, outputs: list
     """A `torch.nn.Module` computing `net`'s outputs from batched inputs, params named as in the `.net`.
 
     `params` maps every param name to a value (array, number or tensor) inside its constraint; without it
-    they start where `dcpnet train` starts them. `dtype` defaults to torch.float64.
+    they start where `dcpnet train` starts them. `dtype` defaults to torch.float64. Every output has the
+    batch axis of the inputs, also one that depends on the params alone (repeated over the batch).
     """
     import torch
 
