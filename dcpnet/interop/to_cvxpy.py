@@ -15,8 +15,10 @@ range: relu(u) with u >= 0 is u, abs(u) with u <= 0 is -u, huber on [-1, 1] is u
 -(-u)^p, an atom constant on the range is that number; and an argument that dcpnet knows is >= 0 but CVXPY
 cannot see is wrapped in pos(·), which is the identity there. Subexpressions that depend on no variable are
 computed in NumPy first, so CVXPY sees the signs of their values (b - 1 for b in [2, 3] is positive).
-Atoms with no CVXPY form (sigmoid, tanh, gelu, silu; elu and selu across 0) are refused by name when a
-variable reaches them; on numbers they are just evaluated.
+elu across 0 has no CVXPY atom but an exact exponential-cone form, with two auxiliary variables per entry
+(`_elu_epigraph`): the expression's value is then the minimum over them, which a solve attains. Atoms with
+no CVXPY form (sigmoid, tanh, gelu, silu; selu across 0) are refused by name when a variable reaches them;
+on numbers they are just evaluated.
 
 The code is generated: `cvxpy_source` writes one function, `objective(params, fixed)`, with one line per
 node from the tables below; `to_cvxpy` runs it, and `dcpnet export --to cvxpy` writes it to a file that
@@ -74,7 +76,8 @@ CVXPY_ATOMS = {
     "relu": "cp.pos({u})", "abs": "cp.abs({u})", "square": "cp.square({u})", "sqrt": "cp.sqrt({u})",
     "exp": "cp.exp({u})", "log": "cp.log({u})", "softplus": "cp.logistic({u})", "inv_pos": "cp.inv_pos({u})",
     "entr": "cp.entr({u})", "huber": "cp.huber({u}, 1.0)", "power": "cp.power({u}, {a})",
-    "sigmoid": None, "tanh": None, "elu": None, "selu": None, "gelu": None, "silu": None, "leaky_relu": None,
+    "elu": "_elu_epigraph({u}, constraints)",
+    "sigmoid": None, "tanh": None, "selu": None, "gelu": None, "silu": None, "leaky_relu": None,
 }
 CVXPY_REDUCTIONS = {
     "sum": "cp.sum({x})", "mean": "cp.sum({x}) / {n}", "max": "cp.max({x})", "min": "cp.min({x})",
@@ -121,6 +124,15 @@ def _entr(u):
 def _huber(u):
     c = np.clip(u, -1.0, 1.0)
     return c * c + 2 * (np.abs(u) - np.abs(c))
+
+
+def _elu_epigraph(u, constraints):
+    """elu(u) as the least value of exp(v) - 1 + s - v over s >= u, v <= min(s, 0): an exact exponential-cone
+    form (the minimum is at s = u, v = min(u, 0)). It stands for elu(u) where the objective is nondecreasing in
+    it, as it is wherever a convex atom sits in a proved-convex output, so minimising the objective attains it."""
+    s, v = cp.Variable(u.shape), cp.Variable(u.shape)
+    constraints += [u <= s, v <= s, v <= 0]
+    return cp.exp(v) - 1.0 + s - v
 
 
 def _fold(f, *args):
@@ -346,6 +358,8 @@ class _Objective:
         if kind == "power":
             return self._power(node, u, box)
         template = CVXPY_ATOMS[kind]
+        if kind == "elu" and self.mode[node.id] == "par":
+            template = None                          # its epigraph form needs the variables' context
         if template is None:
             raise _refuse(self.net, f"`{kind}` has no CVXPY form, and `{node.label}` depends on "
                           f"{self._depends_on(node)}", node)
@@ -451,7 +465,7 @@ class _Objective:
         if e.func in self.net.atom_defs:
             return f"_atom{'_np' if numpy else ''}_{e.func}({args[0]})"
         table = NUMPY_ATOMS if numpy else CVXPY_ATOMS
-        if table.get(e.func) is None:
+        if table.get(e.func) is None or (e.func == "elu" and not numpy):
             raise _refuse(self.net, f"`{e.func}` (in an atom body) has no CVXPY form", None)
         a = _num(e.args[1].value) if len(e.args) > 1 else ""
         return "(" + table[e.func].format(u=args[0], a=a) + ")"
