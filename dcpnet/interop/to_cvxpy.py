@@ -486,7 +486,9 @@ def to_cvxpy(net: Network, output: str, params: dict, fixed: dict | None = None)
     `params` maps every param to its value (an array inside its constraint, or a `cvxpy.Parameter`);
     `fixed` maps some inputs to values (arrays in their domains, or Parameters). Raises `CvxpyRefused`
     (a DcpnetError) when dcpnet does not prove `output` convex in the free inputs, or when an atom that a
-    variable reaches has no CVXPY form; bad values are a DcpnetError too.
+    variable reaches has no CVXPY form; bad values are a DcpnetError too. The proof is asked of dcpnet's
+    Verifier for the convex property alone (a second of witness search when it is not proved, for the
+    reason). A vector output gives a vector expression (convex entrywise), for constraints like expr <= t.
     """
     import cvxpy as cp
 
