@@ -96,11 +96,11 @@ def test_forward_and_gradients_equal_the_evaluator(path):
             assert_close(np.zeros(t.shape) if t.grad is None else t.grad.numpy(), grads[k])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(networks(max_layers=5))
 def test_random_networks_agree_with_the_evaluator(case):
     """Every output of a random network, params and inputs inside their constraints (NaN where the evaluator
-    gives NaN: outside an atom's domain)."""
+    gives NaN: outside an atom's domain), and the gradients of a scalar output where all is finite."""
     text, _ = case
     net = load_text(text)
     rng = np.random.default_rng(0)
@@ -117,6 +117,19 @@ def test_random_networks_agree_with_the_evaluator(case):
         finite = np.isfinite(theirs) & np.isfinite(ours)
         assert np.allclose(ours[finite], theirs[finite], rtol=1e-9, atol=1e-12)
         assert np.array_equal(np.isnan(theirs), np.isnan(ours)) or not np.isfinite(theirs).all()
+    scalar = [n for n in net.outputs if not net.node(n).shape]
+    if not scalar or not all(np.isfinite(expected[n]).all() for n in net.outputs):
+        return
+    _, grads = compile_network(net).backward({**params, **data}, loss=scalar[0])
+    module = to_torch(net, params)
+    outs, tensors = torch_run(module, net, data, grad=True)
+    outs[net.outputs.index(scalar[0])].mean().backward()
+    for name, p in module.named_parameters():
+        got = np.zeros(p.shape) if p.grad is None else p.grad.numpy()
+        assert np.allclose(got, grads[name], rtol=1e-8, atol=1e-10), name
+    for name, t in zip(net.inputs, tensors):
+        got = np.zeros(t.shape) if t.grad is None else t.grad.numpy()
+        assert np.allclose(got, grads[name], rtol=1e-8, atol=1e-10), name
 
 
 def test_shapes_and_operators_of_every_kind():
