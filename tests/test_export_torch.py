@@ -1,7 +1,10 @@
 """`to_torch` against the evaluator, the projection in float32, and certified training (Adam, DDP)."""
 from __future__ import annotations
 
+import contextlib
 import glob
+import io
+import json
 import math
 import os
 import socket
@@ -32,6 +35,7 @@ z2 = relu(Z1 @ z1 + U1 @ x + b1)
 f = a @ z2 + c @ x + c0
 loss = (f - y)^2
 output f, loss
+check convex(f) in x
 """
 
 
@@ -236,17 +240,20 @@ def _adam_training(net, module, steps: int, seed: int = 0):
         opt.step()
 
 
-def _certified(net, path) -> tuple[bool, list[str]]:
-    """The file's claim re-proved with the saved params pinned (until `check --params` lands: train.pinned)."""
-    from dcpnet.lattice import Verdict
-    from dcpnet.train.certified import pinned
+def _certified(net, path, tmp_path) -> tuple[bool, list[str]]:
+    """`dcpnet check --params` on the file's claim (convex in x), and the constraints read back exactly."""
+    from dcpnet.cli import main
     from dcpnet.train.data import load_params
     from dcpnet.train.params import violations
-    from dcpnet.verify import Verifier
 
-    params = load_params(net, path)
-    result = Verifier(pinned(net, params, free=net.inputs), refute=False).verify("f", ["x"])
-    return result.convex.verdict is Verdict.PROVED, violations(net, params)
+    net_file = tmp_path / "icnn.net"
+    net_file.write_text(ICNN)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["check", str(net_file), "--params", str(path), "--json"])
+    report = json.loads(out.getvalue())
+    proved = code == 0 and all(r["convex"]["verdict"] == "proved" for r in report["results"] if r["claim"] == "convex")
+    return proved, violations(net, load_params(net, path, check_bounds=False))
 
 
 def test_adam_with_the_projection_hook_stays_certified(tmp_path):
@@ -257,7 +264,7 @@ def test_adam_with_the_projection_hook_stays_certified(tmp_path):
     assert all(p.dtype == torch.float32 and bool((p >= 0).all()) for p in clamped)
     assert any(bool((p == 0).any()) for p in clamped)      # the projection did act
     save_params(module, tmp_path / "p.npz")
-    proved, bad = _certified(net, tmp_path / "p.npz")
+    proved, bad = _certified(net, tmp_path / "p.npz", tmp_path)
     assert proved and bad == []
 
 
@@ -299,7 +306,7 @@ def test_distributed_data_parallel_replicas_stay_identical_and_certified(tmp_pat
     net = load_text(ICNN)
     for name in net.params:
         assert a[name].dtype == np.float32 and a[name].tobytes() == b[name].tobytes(), name
-    proved, bad = _certified(net, tmp_path / "rank0.npz")
+    proved, bad = _certified(net, tmp_path / "rank0.npz", tmp_path)
     assert proved and bad == []
 
 
