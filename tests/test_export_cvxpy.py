@@ -230,3 +230,16 @@ def test_cli_export_cvxpy(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["export", str(net_file), "--to", "onnx", "-o", str(tmp_path / "no.py")])
     assert exit_info.value.code == 2 and not (tmp_path / "no.py").exists()
+
+
+def test_consts_slices_and_concat():
+    net = load_text("input x[4] in [-1, 1], t\nconst K[3, 2]\nparam W[2, 2] >= 0, b[3]\n"
+                    "h = relu(K @ x[0:2] + b)\nf = sum(softplus(concat(h, t, x[2:4]))) + norm2(concat(x[1], W @ x[2:4]))\n")
+    values = {"K": np.arange(6.0).reshape(3, 2) - 2, "W": np.ones((2, 2)), "b": np.array([0.1, -0.2, 0.3])}
+    expr, variables, constraints = to_cvxpy(net, "f", values)
+    assert cp.Problem(cp.Minimize(expr), constraints).is_dcp()
+    assert_same_values(net, "f", values, expr, variables, constraints, np.random.default_rng(2))
+    expr, _, constraints = to_cvxpy(net, "f", {**values, "K": cp.Parameter((3, 2), value=values["K"])}, {"t": 0.5})
+    assert cp.Problem(cp.Minimize(expr), constraints).is_dpp()             # K @ x: a parameter times a variable
+    with pytest.raises(DcpnetError, match="const `K` needs a value"):
+        to_cvxpy(net, "f", {"W": values["W"], "b": values["b"]})

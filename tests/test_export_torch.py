@@ -16,6 +16,7 @@ from netgen import networks, sample
 
 torch = pytest.importorskip("torch")
 
+import dcpnet
 from dcpnet.evaluate import compile_network
 from dcpnet.graph import load, load_text
 from dcpnet.interop.to_torch import module_class, save_params, to_torch, torch_source
@@ -160,6 +161,24 @@ output a, b, c, d, e, f, g
     outs, _ = torch_run(to_torch(net, params), net, data)
     for name, out in zip(net.outputs, outs):
         assert_close(out.detach().numpy(), expected[name])
+
+
+def test_consts_are_buffers_and_slices_concat_agree(tmp_path):
+    net = load_text("input x[4], t\nconst K[3, 2]\nparam W[2, 2] >= 0, b[3]\nh = relu(K @ x[0:2] + b)\n"
+                    "g = concat(h, t, x[2:4], b[1])\nf = sum(softplus(g)) + norm2(concat(x[1], W @ x[2:4]))\n"
+                    "output g, f\n")
+    rng = np.random.default_rng(4)
+    values = {"K": rng.normal(size=(3, 2)), "W": np.ones((2, 2)), "b": rng.normal(size=3)}
+    data = inputs_for(net, 5, rng)
+    module = to_torch(net, values)
+    assert sorted(dict(module.named_parameters())) == ["W", "b"] and list(dict(module.named_buffers())) == ["K"]
+    expected = compile_network(net).forward({**values, **data})
+    outs, _ = torch_run(module, net, data)
+    for name, out in zip(net.outputs, outs):
+        assert_close(out.detach().numpy(), expected[name])
+    save_params(module, tmp_path / "p.npz")
+    again = to_torch(net, dcpnet.load_params(net, tmp_path / "p.npz"))
+    assert torch.equal(again(*[torch.tensor(data[k]) for k in net.inputs])[1], outs[1])
 
 
 def test_names_that_clash_with_module_attributes():

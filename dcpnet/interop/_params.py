@@ -31,7 +31,25 @@ def default_params(net: Network) -> dict[str, np.ndarray]:
     from ..train.params import init_params
 
     rng = seed_streams(0)[0]
-    return {k: np.array(v, dtype=np.float64) for k, v in init_params(net, rng, np.float64).items()}
+    out = {k: np.array(v, dtype=np.float64) for k, v in init_params(net, rng, np.float64).items()}
+    return {**out, **const_values(net, {})}
+
+
+def const_values(net: Network, given: dict, what: str = "params", skip=()) -> dict[str, np.ndarray]:
+    """The arrays of the network's `const` declarations (but those in `skip`): given with the params, or
+    fixed in the network."""
+    out = {}
+    for name in net.consts:
+        if name in skip:
+            continue
+        var = net.variables[name]
+        if name in given:
+            out[name] = check_value(net, name, as_array(given[name]), what)
+        elif name in net.fixed:
+            out[name] = np.array(net.fixed[name], dtype=np.float64)
+        else:
+            raise _fail(net, f"{what}: const `{name}` needs a value (give it with the params)", var.line, var.col)
+    return out
 
 
 def checked_params(net: Network, params: dict, names: list[str] | None = None,
@@ -49,6 +67,8 @@ def checked_params(net: Network, params: dict, names: list[str] | None = None,
         except (TypeError, ValueError) as err:
             raise _fail(net, f"{what}: param `{name}` is not an array of numbers ({err})", var.line, var.col) from None
         out[name] = check_value(net, name, value, what)
+    if names is None:
+        out.update(const_values(net, params, what))
     return out
 
 

@@ -51,7 +51,7 @@ import numpy as np
 from ..errors import DcpnetError, Diagnostic
 from ..graph import Network, Node
 from ..lattice import Curvature, Interval, Monotonicity
-from ._params import as_array, check_value, checked_params
+from ._params import as_array, check_value, checked_params, const_values
 from .to_torch import st_walk
 
 # -- the tables ---------------------------------------------------------------------------------------
@@ -133,6 +133,13 @@ def _elu_epigraph(u, constraints):
     s, v = cp.Variable(u.shape), cp.Variable(u.shape)
     constraints += [u <= s, v <= s, v <= 0]
     return cp.exp(v) - 1.0 + s - v
+
+
+def _entries(e):
+    """An expression or array as a vector of its entries (a scalar as one), for concat."""
+    if isinstance(e, cp.Expression):
+        return cp.reshape(e, (max(e.size, 1),), order="C")
+    return np.ravel(np.asarray(e, dtype=np.float64))
 
 
 def _fold(f, *args):
@@ -254,6 +261,10 @@ class _Objective:
             var = net.variables[name]
             lines.append(f"_p_{name} = _array({name!r}, params[{name!r}], {var.shape!r}, {_num(var.bounds.lo)}, "
                          f"{_num(var.bounds.hi)})")
+        for name in net.consts:
+            var = net.variables[name]
+            lines.append(f"_c_{name} = _array({name!r}, params[{name!r}], {var.shape!r}, {_num(var.bounds.lo)}, "
+                         f"{_num(var.bounds.hi)})")
         for name in self.fixed:
             var = net.variables[name]
             lines.append(f"_f_{name} = _array({name!r}, fixed[{name!r}], {var.shape!r}, {_num(var.bounds.lo)}, "
@@ -287,7 +298,8 @@ class _Objective:
         node = self.net.nodes[nid]
         if node.op == "var":
             name = node.attrs[0]
-            prefix = "_x_" if name in self.free else "_p_" if self.net.variables[name].kind == "param" else "_f_"
+            kind = self.net.variables[name].kind
+            prefix = "_x_" if name in self.free else {"param": "_p_", "const": "_c_"}.get(kind, "_f_")
             return prefix + name
         if node.op == "const":
             return _num(node.attrs[0])
@@ -313,6 +325,10 @@ class _Objective:
             return f"-np.asarray({args[0]})"
         if op == "index":
             return f"np.asarray({args[0]})[{node.attrs[0]}]"
+        if op == "slice":
+            return f"np.asarray({args[0]})[{node.attrs[0]}:{node.attrs[1]}]"
+        if op == "concat":
+            return f"np.concatenate([{', '.join(f'np.ravel({a})' for a in args)}])"
         if op == "scalar":
             return self._scalar_text(node.attrs, f"np.asarray({args[0]})", NUMPY_ATOMS, numpy=True)
         name = node.attrs[0]
@@ -337,6 +353,10 @@ class _Objective:
             return f"-{args[0]}"
         if op == "index":
             return f"{args[0]}[{node.attrs[0]}]"
+        if op == "slice":
+            return f"{args[0]}[{node.attrs[0]}:{node.attrs[1]}]"
+        if op == "concat":
+            return f"cp.hstack([{', '.join(f'_entries({a})' for a in args)}])"
         if op == "scalar":
             return self._scalar_cvxpy(node)
         return self._reduction_cvxpy(node)
@@ -497,7 +517,8 @@ def to_cvxpy(net: Network, output: str, params: dict, fixed: dict | None = None)
     for name in parametric:
         _check_parameter(net, name, (params if name in params else fixed)[name])
     numbers = checked_params(net, params, [p for p in net.params if p not in parametric])
-    values = {**numbers, **{k: params[k] for k in parametric if k in params}}
+    consts = const_values(net, params, skip=set(parametric))
+    values = {**numbers, **consts, **{k: params[k] for k in parametric if k in params}}
     fixed_values = {}
     for name, value in fixed.items():
         if name not in net.variables or net.variables[name].kind != "input":

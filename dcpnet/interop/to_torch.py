@@ -104,6 +104,14 @@ def _minimum(*args):
     return functools.reduce(torch.minimum, _tensors(args))
 
 
+def _concat(n, batched, *pieces):
+    """concat(...): the entries of each piece in a row; shared pieces are repeated over a batch of n."""
+    if not any(batched):
+        return torch.cat([torch.as_tensor(p).reshape(-1) for p in pieces])
+    return torch.cat([p.reshape(p.shape[0], -1) if b else torch.as_tensor(p).reshape(1, -1).expand(n, -1)
+                      for p, b in zip(pieces, batched)], dim=1)
+
+
 def _batched(value, n, shape):
     """An output with its leading batch axis, as the evaluator gives it (a shared value is expanded)."""
     if not isinstance(value, torch.Tensor) or value.dim() == len(shape):
@@ -142,6 +150,7 @@ class {name}(torch.nn.Module):
     inputs = {inputs_tuple}
     outputs = {outputs_tuple}
     shapes = {shapes}
+    consts = {consts}                 # `const` declarations: fixed arrays, kept as buffers
     bounds = {bounds}                 # the declared constraints
     init_std = {init_std}             # LeCun scale 1/sqrt(fan-in) of the weights, 0 for the others
 
@@ -161,6 +170,10 @@ class {name}(torch.nn.Module):
                     raise ValueError(f"param `{{name}}` violates its constraint [{{lo}}, {{hi}}]")
             # straight into _parameters: a .net name like `eval` must not meet Module's attribute checks
             self._parameters[name] = torch.nn.Parameter(value.to(dtype).clone())
+        for name, shape in self.consts.items():
+            if params is None or name not in params:
+                raise ValueError(f"const `{{name}}` needs a value in params")
+            self.register_buffer(name, torch.as_tensor(params[name], dtype=torch.float64).to(dtype).reshape(shape))
         self.project_()
 
     def project_(self, *hook_args):
@@ -203,7 +216,8 @@ def torch_source(net: Network, outputs: list[str] | None = None, class_name: str
             + _PRELUDE + atoms
             + _CLASS.format(name=class_name, doc=doc, inputs=", ".join(inputs) or "(none)",
                             inputs_tuple=_tuple(inputs), outputs_tuple=_tuple(outputs), shapes=_literal(shapes),
-                            bounds=_literal(bounds), init_std=_literal(init_std), signature=signature, body=body))
+                            bounds=_literal(bounds), init_std=_literal(init_std), signature=signature, body=body,
+                            consts=_literal({c: net.variables[c].shape for c in net.consts})))
 
 
 def _tuple(names: list[str]) -> str:
@@ -266,6 +280,8 @@ class _Forward:
         if not self.named_args:
             lines.append(f"({''.join(f'_in{i}, ' for i in range(len(net.inputs)))}) = inputs")
         lines.append("_P = self._parameters")
+        if self.net.consts:
+            lines.append("_C = self._buffers")
         lines.append(f"_n = {self._batch_size()}")
         for nid in sorted(set().union(*(net.ancestors(t) for t in targets))):
             node = net.nodes[nid]
@@ -295,7 +311,8 @@ class _Forward:
         node = self.net.nodes[nid]
         if node.op == "var":
             name = node.attrs[0]
-            return self._input_ref(name) if self.net.variables[name].kind == "input" else f"_P[{name!r}]"
+            kind = self.net.variables[name].kind
+            return self._input_ref(name) if kind == "input" else f"_P[{name!r}]" if kind == "param" else f"_C[{name!r}]"
         if node.op == "const":
             return _num(node.attrs[0])
         return f"_v{nid}"
@@ -309,6 +326,11 @@ class _Forward:
             return f"-{self.ref(node.args[0])}"
         if op == "index":
             return f"{self.ref(node.args[0])}[..., {node.attrs[0]}]"
+        if op == "slice":
+            return f"{self.ref(node.args[0])}[..., {node.attrs[0]}:{node.attrs[1]}]"
+        if op == "concat":
+            flags = tuple(self.batched[a] for a in node.args)
+            return f"_concat(_n, {flags!r}, {', '.join(self.ref(a) for a in node.args)})"
         if op == "matmul":
             return self._matmul(node)
         if op == "scalar":
@@ -433,12 +455,12 @@ def to_torch(net: Network, params: dict | None = None, dtype=None, outputs: list
 
 
 def save_params(module, path) -> None:
-    """Write the module's params to PARAMS.npz (atomically), one array per param in its own dtype: what
-    `dcpnet eval/check --params` and `dcpnet.load_params` read."""
+    """Write the module's params (and consts) to PARAMS.npz (atomically), one array each in its own dtype:
+    what `dcpnet eval/check --params` and `dcpnet.load_params` read."""
     from ..train.data import save_npz
 
     arrays = {}
-    for name, p in module.named_parameters():
+    for name, p in [*module.named_parameters(), *module.named_buffers()]:   # buffers: the `const` arrays
         value = p.detach().cpu()
         if str(value.dtype) in ("torch.bfloat16", "torch.float16"):
             value = value.float()
