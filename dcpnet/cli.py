@@ -140,6 +140,7 @@ def _add_export(sub) -> None:
     ex.add_argument("--output", help="the outputs to export (comma-separated; cvxpy: the one to minimise, "
                     "default the first)")
     ex.add_argument("--fixed", help="cvxpy: inputs given values at run time rather than optimised over")
+    ex.add_argument("--force", action="store_true", help="overwrite an existing --out")
 
 
 def _names(text: str | None) -> list[str]:
@@ -149,6 +150,7 @@ def _names(text: str | None) -> list[str]:
 def _cmd_export(args) -> int:
     from .interop.export import export
 
+    _writable(args.out, "--out", args.force)
     print(export(args.file, args.to, args.out, _names(args.output) or None, _names(args.fixed)))
     return EXIT_OK
 

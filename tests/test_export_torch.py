@@ -344,7 +344,10 @@ def test_cli_export_torch(tmp_path, capsys):
     model = runpy.run_path(str(out))["Net"](params)
     x, y = torch.ones(2, 3, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
     assert torch.equal(model(x, y)[1], to_torch(net, params)(x, y)[1])
-    assert main(["export", str(net_file), "--to", "torch", "--output", "nope", "-o", str(out)]) == 2
+    assert main(["export", str(net_file), "--to", "torch", "-o", str(out)]) == 2      # exists: --force
+    assert "--force" in capsys.readouterr().err
+    assert main(["export", str(net_file), "--to", "torch", "--force", "-o", str(out)]) == 0
+    assert main(["export", str(net_file), "--to", "torch", "--output", "nope", "--force", "-o", str(out)]) == 2
     assert "unknown name `nope`" in capsys.readouterr().err
     assert main(["export", str(net_file), "--to", "torch", "-o", str(tmp_path)]) == 2   # a directory
     with pytest.raises(SystemExit) as exit_info:
