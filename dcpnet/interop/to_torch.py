@@ -173,7 +173,7 @@ class {name}(torch.nn.Module):
         for name, shape in self.consts.items():
             if params is None or name not in params:
                 raise ValueError(f"const `{{name}}` needs a value in params")
-            self.register_buffer(name, torch.as_tensor(params[name], dtype=torch.float64).to(dtype).reshape(shape))
+            self._buffers[name] = torch.as_tensor(params[name], dtype=torch.float64).to(dtype).reshape(shape)
         self.project_()
 
     def project_(self, *hook_args):
