@@ -97,6 +97,10 @@ def test_refusals_say_why():
         to_cvxpy(net, "g", params)
     with pytest.raises(CvxpyRefused, match="not proved convex"):
         to_cvxpy(net, "h", params)                  # sigmoid + 10 x² is convex, but no rule proves it
+    net = load_text("input u[2], s\nparam W[2, 2] >= 0\nf = sum(relu(W @ u)) * exp(s) + s * s\n")
+    with pytest.raises(CvxpyRefused, match="not proved convex in `s` alone: hold it fixed"):
+        to_cvxpy(net, "f", {"W": np.eye(2)})
+    assert cp.Problem(cp.Minimize(to_cvxpy(net, "f", {"W": np.eye(2)}, {"s": 0.3})[0])).is_dcp()
     net = load_text("input x[2] <= 0\nf = sum(sigmoid(x))\n")
     with pytest.raises(CvxpyRefused, match="`sigmoid` has no CVXPY form"):
         to_cvxpy(net, "f", {})

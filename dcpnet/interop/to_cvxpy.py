@@ -249,7 +249,17 @@ class _Objective:
         if result.convex.verdict is not Verdict.PROVED:
             node = self.net.nodes[self.root]
             raise _refuse(self.net, f"`{self.output}` is not proved convex in {', '.join(self.free) or 'nothing'} "
-                          f"({result.convex.verdict.value}): {result.convex.reason}", node)
+                          f"({result.convex.verdict.value}): {result.convex.reason}{self._fix_hint()}", node)
+
+    def _fix_hint(self) -> str:
+        """Which free inputs alone already stop the proof: the ones to hold fixed, when there are others."""
+        alone = [v for v in self.free if not self.analyzer.curvature(self.output, [v]).is_convex]
+        if not alone or len(alone) == len(self.free):
+            return ""
+        names = ", ".join(f"`{v}`" for v in alone)
+        them = "it" if len(alone) == 1 else "them"
+        return f"; hint: it is not proved convex in {names} alone: hold {them} fixed (`fixed=` of to_cvxpy, " \
+               f"`--fixed` of dcpnet export)"
 
     # -- the body -----------------------------------------------------------------------------------
     def run(self) -> str:
