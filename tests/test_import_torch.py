@@ -5,6 +5,7 @@ refutation's witness is re-evaluated with the module in float64: its Jensen gap 
 """
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -305,3 +306,23 @@ def test_random_architectures_evaluate_like_torch(layers, head, seed):
                 m.running_var.uniform_(0.5, 2)
     net, params = from_torch(module, example(3))
     assert_same_outputs(module, net, params, np.random.default_rng(seed), n=6)
+
+
+def test_the_command_reads_a_model_under_its_limits(tmp_path):
+    """From the command line the model is read in a child process with a wall clock and a memory cap: the
+    import works there, and a reading past its limit is bad input (exit 2), not a hang or a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    module = seeded(ClampedICNN).clamp_()
+    torch.export.save(torch.export.export(module.eval(), example(2)), tmp_path / "m.pt2")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    argv = [sys.executable, "-m", "dcpnet", "import", str(tmp_path / "m.pt2"), "-o", str(tmp_path / "m.net")]
+    ok = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=300)
+    assert ok.returncode == 0 and (tmp_path / "m.npz").exists(), ok.stderr
+    late = subprocess.run(argv[:-1] + [str(tmp_path / "late.net")], env={**env, "DCPNET_IMPORT_SECONDS": "0.05"},
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert late.returncode == 2 and "wall-clock limit" in late.stderr and "Traceback" not in late.stderr
+    assert not (tmp_path / "late.net").exists()

@@ -6,13 +6,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from ..errors import DcpnetError, Diagnostic, write_atomically
+from ..limits import Limit, as_bad_input, run_limited
 from .netwriter import Imported
 
 READERS = {".pt2": "torch", ".onnx": "onnx"}
 SHOWN = 24                      # renamed names listed in the summary
+IMPORT_SECONDS = 300.0          # wall clock of one model's reading ($DCPNET_IMPORT_SECONDS)
+IMPORT_MEMORY = 16 << 30        # address space the reading may add ($DCPNET_IMPORT_MEMORY_MB)
 
 
 def read_model(path: str) -> Imported:
@@ -24,6 +28,17 @@ def read_model(path: str) -> Imported:
     if not os.path.isfile(path):
         raise DcpnetError(Diagnostic("cannot read the file: no such file", path, 1, 1))
     _need(kind, path)
+    if kind in sys.modules:     # a Python session that holds the library already: forking it is not safe
+        return _load(kind, path)
+    seconds = float(os.environ.get("DCPNET_IMPORT_SECONDS", IMPORT_SECONDS))
+    memory = int(os.environ.get("DCPNET_IMPORT_MEMORY_MB", IMPORT_MEMORY >> 20)) << 20
+    try:       # the exporter's library reads an outside file: a wall clock and a memory cap around it
+        return run_limited(_load, (kind, path), seconds=seconds, memory=memory, what=f"reading the {kind} model")
+    except Limit as limit:
+        raise as_bad_input(limit, path) from None
+
+
+def _load(kind: str, path: str) -> Imported:
     if kind == "torch":
         from .from_torch import load_pt2
 
