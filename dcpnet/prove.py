@@ -2,12 +2,19 @@
 
 Ranges are computed once per network (they do not depend on which variables are asked about). Curvature
 is computed with respect to a set of variables: every other name is a constant whose range is its declared
-constraint. "Not convex" is a verdict, never an exception: when the rules stop, `why_not` walks down from
-the claim to the lowest node where a rule failed and says which rule and why.
+constraint. Each op has one rule function (`RULES`), applied once per node: it returns a `Step` holding the
+curvature, the node's monotonicity in the variables, and, for each of "convex" and "concave" that does not
+hold, the record of why: either the child to blame (and the property it lacks) or a `Failure` with the rule
+that failed, the reason and a hint. `why_not` only follows these records down from the claim.
+
+Beyond the composition rules (issue 17), three methods run in the same pass, each on its own sound:
+products of similarly monotone factors of known sign (`_product_rule`), and, only at a lowest node the rules
+leave unknown, rewriting to a normal form (`rewrite.py`) and interval Hessians (`hessian.py`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from . import lattice as L
 from .atoms import REDUCTIONS, ScalarAtom
@@ -17,6 +24,8 @@ from .lattice import Curvature, Interval, Monotonicity
 C = Curvature
 M = Monotonicity
 PROPERTIES = ("convex", "concave", "affine")
+SEVERAL = "*"          # `Step.deps` of a node that depends on several variables (or on a non-scalar one)
+BEYOND_NODES = 400     # the largest subexpression the rewriter and the Hessian method look at
 
 
 def holds(curvature: Curvature, prop: str) -> bool:
@@ -29,31 +38,119 @@ def _mirror(prop: str) -> str:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """Where and why a proof stopped: the node, the rule that failed, and a hint when one exists.
+
+    The reason and hint are kept as a template and its arguments and formatted only when read: every node
+    of a large network records why its failing properties fail, and most records are never shown.
+    """
+
+    node: int
+    rule: str
+    words: tuple = ("",)                 # template, *args
+    hint_words: tuple | None = None
+    need: str | None = None     # for an outer function of the wrong monotonicity: the one the rule needed
+
+    @property
+    def reason(self) -> str:
+        return _fmt(self.words)
+
+    @property
+    def hint(self) -> str | None:
+        return None if self.hint_words is None else _fmt(self.hint_words)
+
+
+def _hint(text: str | None) -> tuple | None:
+    return None if text is None else (text,)
+
+
+def _fmt(words: tuple) -> str:
+    return words[0].format(*words[1:]) if len(words) > 1 else words[0]
+
+
+@dataclass(frozen=True)
 class Step:
     """The rule applied at one node: the curvature it gives and the rule in words.
 
-    The words are a template and its arguments, formatted only when a report asks: most steps of a large
-    network are never shown.
+    The words are a template and its arguments, formatted only when a report asks. `mono` is the node's
+    monotonicity in the variables (entrywise), `deps` the one scalar variable it depends on (None: none,
+    SEVERAL: more). `blame` holds, for "convex" and "concave" where they do not hold, the record of why.
+    `detail` carries what a method beyond the rules found (a rewrite, a Hessian enclosure) for the certificate.
     """
 
     curvature: Curvature
     template: str
     args: tuple = ()
+    mono: Monotonicity = M.NONE
+    deps: str | None = SEVERAL
+    blame: dict = field(default_factory=dict, compare=False)
+    detail: dict | None = field(default=None, compare=False)
 
     @property
     def rule(self) -> str:
         return self.template.format(*self.args) if self.args else self.template
 
 
-@dataclass(frozen=True)
-class Failure:
-    """Where and why a proof stopped: the node, the rule that failed, and a hint when one exists."""
+# -- monotonicity in the variables: pure helpers ------------------------------------------------------
+def mono_add(a: Monotonicity, b: Monotonicity) -> Monotonicity:
+    """Sum: constant + m = m, ↑ + ↑ = ↑, ↓ + ↓ = ↓, otherwise none."""
+    if a is M.CONSTANT:
+        return b
+    if b is M.CONSTANT or a is b:
+        return a
+    return M.NONE
 
-    node: int
-    rule: str
-    reason: str
-    hint: str | None = None
-    need: str | None = None     # for an outer function of the wrong monotonicity: the one the rule needed
+
+def mono_flip(a: Monotonicity) -> Monotonicity:
+    return {M.INCREASING: M.DECREASING, M.DECREASING: M.INCREASING}.get(a, a)
+
+
+def mono_compose(outer: Monotonicity, inner: Monotonicity) -> Monotonicity:
+    """f(g): constant if either is; ↑f keeps g's direction, ↓f flips it."""
+    if outer is M.CONSTANT or inner is M.CONSTANT:
+        return M.CONSTANT
+    if outer is M.INCREASING:
+        return inner
+    if outer is M.DECREASING:
+        return mono_flip(inner)
+    return M.NONE
+
+
+def mono_scale(m: Monotonicity, factor: Interval) -> Monotonicity:
+    """c·g with c in `factor` (a value, not necessarily constant): c ≥ 0 keeps, c ≤ 0 flips."""
+    if m is M.CONSTANT or (factor.lo == 0 and factor.hi == 0):
+        return M.CONSTANT
+    if factor.nonneg:
+        return m
+    if factor.nonpos:
+        return mono_flip(m)
+    return M.NONE
+
+
+def mono_product(mf: Monotonicity, rf: Interval, mg: Monotonicity, rg: Interval) -> Monotonicity:
+    """f·g: f(b)g(b) - f(a)g(a) = f(b)(g(b) - g(a)) + g(a)(f(b) - f(a)), each term signed by a range."""
+    return mono_add(mono_scale(mg, rf), mono_scale(mf, rg))
+
+
+def _deps_join(a: str | None, b: str | None) -> str | None:
+    if a is None:
+        return b
+    if b is None or a == b:
+        return a
+    return SEVERAL
+
+
+def _same_way(a: Monotonicity, b: Monotonicity) -> bool:
+    """Similarly ordered: (f(s) - f(t))(g(s) - g(t)) ≥ 0 for a scalar variable."""
+    return M.CONSTANT in (a, b) or (a is b and a in (M.INCREASING, M.DECREASING))
+
+
+def _opposite_way(a: Monotonicity, b: Monotonicity) -> bool:
+    return M.CONSTANT in (a, b) or {a, b} == {M.INCREASING, M.DECREASING}
+
+
+def _sign(r: Interval) -> int:
+    return 1 if r.nonneg else -1 if r.nonpos else 0
 
 
 class Analyzer:
@@ -65,8 +162,9 @@ class Analyzer:
     <Curvature.CONVEX: 'convex'>
     """
 
-    def __init__(self, net: Network):
+    def __init__(self, net: Network, beyond: tuple[str, ...] = ()):
         self.net = net
+        self.beyond = beyond
         self.ranges: list[Interval] = []
         self.atoms: dict[int, ScalarAtom] = {}
         self._steps: dict[frozenset, list[Step]] = {}
@@ -80,30 +178,7 @@ class Analyzer:
         return self.atoms[node.id]
 
     def _range(self, node: Node) -> Interval:
-        r = [self.ranges[a] for a in node.args]
-        op = node.op
-        if op == "var":
-            return self.net.variables[node.attrs[0]].bounds
-        if op == "const":
-            return L.point(node.attrs[0])
-        if op in ("add", "sub", "mul", "div"):
-            return {"add": L.add, "sub": L.sub, "mul": L.mul, "div": L.div}[op](r[0], r[1])
-        if op == "neg":
-            return L.neg(r[0])
-        if op == "matmul":
-            inner = self.net.nodes[node.args[1]].shape[0]
-            return L.scale(L.mul(r[0], r[1]), inner)
-        if op in ("index", "slice"):
-            return r[0]
-        if op == "concat":                   # one interval for all entries: the hull of the pieces'
-            out = r[0]
-            for piece in r[1:]:
-                out = out.hull(piece)
-            return out
-        if op == "scalar":
-            return self.atom(node).image(r[0])
-        sizes = [self.net.nodes[a].size for a in node.args]
-        return REDUCTIONS[node.attrs[0]].image(r, sizes)
+        return RANGE_RULES[node.op](self, node, [self.ranges[a] for a in node.args])
 
     def range(self, name_or_id) -> Interval:
         return self.ranges[self._id(name_or_id)]
@@ -125,6 +200,10 @@ class Analyzer:
     def curvature(self, name_or_id, wrt) -> Curvature:
         return self.steps(self.net.resolve_wrt(list(wrt)))[self._id(name_or_id)].curvature
 
+    def monotonicity(self, name_or_id, wrt) -> Monotonicity:
+        """Nondecreasing (nonincreasing) in every entry of every variable of `wrt`, as the pass computed it."""
+        return self.steps(self.net.resolve_wrt(list(wrt)))[self._id(name_or_id)].mono
+
     def curvature_once(self, name_or_id, wrt) -> Curvature:
         """The same answer without caching, over the target's ancestors only (for searches over many sets)."""
         key = frozenset(self.net.resolve_wrt(list(wrt)))
@@ -134,40 +213,147 @@ class Analyzer:
             steps[i] = self._step(self.net.nodes[i], key, steps)
         return steps[root].curvature
 
-    def _step(self, node: Node, wrt: frozenset, steps: list[Step]) -> Step:
-        kids = [steps[a].curvature for a in node.args]
-        op = node.op
-        if op == "var":
-            return Step(C.AFFINE, "variable") if node.attrs[0] in wrt else Step(C.CONSTANT, "fixed (not a variable)")
-        if op == "const" or (kids and all(k is C.CONSTANT for k in kids)):
-            return Step(C.CONSTANT, "constant in the variables")
-        if op == "add":
-            return Step(L.add_curvature(kids[0], kids[1]), "sum: {} + {}", (kids[0], kids[1]))
-        if op == "sub":
-            return Step(L.add_curvature(kids[0], L.flip(kids[1])), "difference: {} - {}", (kids[0], kids[1]))
-        if op == "neg":
-            return Step(L.flip(kids[0]), "negation of {}", (kids[0],))
-        if op in ("index", "slice"):
-            return Step(kids[0], "an entry keeps the curvature")
-        if op == "concat":                   # a vector is convex when every entry is: the join of the pieces
-            curv = kids[0]
-            for k in kids[1:]:
-                curv = L.add_curvature(curv, k)
-            return Step(curv, "concatenation: every piece {}", (curv,))
-        if op in ("mul", "matmul", "div"):
-            return self._product_step(node, kids)
-        if op == "scalar":
-            return self._scalar_step(node, kids)
-        return self._reduction_step(node, kids)
+    def _step(self, node: Node, wrt: frozenset, steps) -> Step:
+        kids = [steps[a] for a in node.args]
+        if node.op != "var" and (node.op == "const" or all(k.curvature is C.CONSTANT for k in kids)):
+            return Step(C.CONSTANT, "constant in the variables", mono=M.CONSTANT, deps=None)
+        step = RULES[node.op](self, node, kids, wrt)
+        if step.curvature is C.UNKNOWN and self.beyond and all(k.curvature is not C.UNKNOWN for k in kids):
+            # the lowest node the rules leave unknown: only here do the stronger methods run
+            better = self._beyond(node, wrt, step)
+            if better is not None:
+                return better
+        return step
 
-    def _product_step(self, node: Node, kids: list[Curvature]) -> Step:
+    def _beyond(self, node: Node, wrt: frozenset, step: Step) -> Step | None:
+        if len(self.net.ancestors(node.id)) > BEYOND_NODES:
+            return None
+        if "rewrite" in self.beyond:
+            from .rewrite import prove_by_rewriting
+
+            found = prove_by_rewriting(self, node.id, wrt)
+            if found is not None:
+                return _with_blame(found, step, node)
+        if "hessian" in self.beyond and step.deps is not None:
+            from .hessian import prove_by_hessian
+
+            found = prove_by_hessian(self, node.id, wrt)
+            if found is not None:
+                return _with_blame(found, step, node)
+        return None
+
+    # -- the rules, one per op (RULES below) --------------------------------------------------------
+    def _var_rule(self, node: Node, kids, wrt) -> Step:
+        name = node.attrs[0]
+        if name not in wrt:
+            return Step(C.CONSTANT, "fixed (not a variable)", mono=M.CONSTANT, deps=None)
+        return Step(C.AFFINE, "variable", mono=M.INCREASING, deps=name if node.size == 1 else SEVERAL)
+
+    def _add_rule(self, node: Node, kids, wrt) -> Step:
+        a, b = kids
+        curv = L.add_curvature(a.curvature, b.curvature)
+        return Step(curv, "sum: {} + {}", (a.curvature, b.curvature), mono_add(a.mono, b.mono),
+                    _deps_join(a.deps, b.deps), _sum_blame(node, kids, curv, (1, 1)))
+
+    def _sub_rule(self, node: Node, kids, wrt) -> Step:
+        a, b = kids
+        curv = L.add_curvature(a.curvature, L.flip(b.curvature))
+        return Step(curv, "difference: {} - {}", (a.curvature, b.curvature), mono_add(a.mono, mono_flip(b.mono)),
+                    _deps_join(a.deps, b.deps), _sum_blame(node, kids, curv, (1, -1)))
+
+    def _neg_rule(self, node: Node, kids, wrt) -> Step:
+        g = kids[0]
+        curv = L.flip(g.curvature)
+        blame = {p: (node.args[0], _mirror(p)) for p in ("convex", "concave") if not holds(curv, p)}
+        return Step(curv, "negation of {}", (g.curvature,), mono_flip(g.mono), g.deps, blame)
+
+    def _index_rule(self, node: Node, kids, wrt) -> Step:
+        g = kids[0]
+        blame = {p: (node.args[0], p) for p in ("convex", "concave") if not holds(g.curvature, p)}
+        return Step(g.curvature, "an entry keeps the curvature", (), g.mono, g.deps, blame)   # and a slice
+
+    def _concat_rule(self, node: Node, kids, wrt) -> Step:
+        """`concat(u, v, …)`: a vector is convex when every piece is (the join of the pieces)."""
+        curv = kids[0].curvature
+        mono, deps = kids[0].mono, kids[0].deps
+        for k in kids[1:]:
+            curv = L.add_curvature(curv, k.curvature) if curv is not C.CONSTANT or k.curvature is not C.CONSTANT \
+                else curv
+            mono, deps = mono_add(mono, k.mono), _deps_join(deps, k.deps)
+        blame = _sum_blame(node, kids, curv, (1,) * len(kids))
+        return Step(curv, "concatenation: pieces {}", (", ".join(str(k.curvature) for k in kids),), mono, deps, blame)
+
+    def _product_rule(self, node: Node, kids, wrt) -> Step:
         factor_at, g_at = self._constant_factor(node, kids)
+        deps = _deps_join(kids[0].deps, kids[1].deps)
         if factor_at is None:
-            return Step(C.UNKNOWN, "product of two factors that both depend on the variables: not covered")
+            return self._two_factors(node, kids, wrt, deps)
         factor = self._factor_range(node, factor_at)
-        curv = L.scale_curvature(kids[g_at], factor)
+        g = kids[g_at]
+        curv = L.scale_curvature(g.curvature, factor)
         sign = "≥ 0" if factor.nonneg else "≤ 0" if factor.nonpos else "of either sign"
-        return Step(curv, "scaling by a constant {} ({}): {} → {}", (sign, factor, kids[g_at], curv))
+        blame = {}
+        for p in ("convex", "concave"):
+            if holds(curv, p):
+                continue
+            if factor.nonneg or factor.nonpos:
+                blame[p] = (node.args[g_at], p if factor.nonneg else _mirror(p))
+            else:
+                blame[p] = self._sign_failure(node, factor_at, g_at, factor, g.curvature, wrt)
+        return Step(curv, "scaling by a constant {} ({}): {} → {}", (sign, factor, g.curvature, curv),
+                    mono_scale(g.mono, factor), deps, blame)
+
+    def _sign_failure(self, node: Node, factor_at: int, g_at: int, factor: Interval, g: Curvature,
+                      wrt) -> Failure:
+        factor_node = self.net.nodes[node.args[factor_at]]
+        hint = None
+        leaves = [n for n in self._leaves(factor_node.id) if n not in wrt]
+        if leaves:
+            hint = (" or ".join(f"declare `{n} >= 0`" for n in leaves[:3]) + " to fix the sign of the factor",)
+        return Failure(node.id, "sign rule",
+                       ("the constant factor `{}` ranges over {} (sign unknown), so `{}` must be affine, but it is {}",
+                        factor_node.label, factor, self.net.nodes[node.args[g_at]].label, g), hint)
+
+    def _two_factors(self, node: Node, kids, wrt, deps) -> Step:
+        """f·g with both varying: the product rule of issue 17 (Method 3) where it applies.
+
+        For f, g ≥ 0 convex and similarly ordered ((f(s) - f(t))(g(s) - g(t)) ≥ 0, as for two functions of one
+        scalar variable that are both ↑ or both ↓), f·g is convex: expanding f(m)g(m) ≤ (θf(s) + (1-θ)f(t))·
+        (θg(s) + (1-θ)g(t)) leaves θ(1-θ)(f(s) - f(t))(g(s) - g(t)) to subtract. Concave f, g ≥ 0 ordered
+        oppositely give a concave product. A factor of known sign ≤ 0 is negated into that case first.
+        """
+        rf, rg = (self.ranges[a] for a in node.args)
+        f, g = kids
+        mono = mono_product(f.mono, rf, g.mono, rg) if node.op == "mul" else M.NONE
+        sf, sg = _sign(rf), _sign(rg)
+        if node.op == "mul" and deps not in (None, SEVERAL) and sf and sg:
+            cf = f.curvature if sf > 0 else L.flip(f.curvature)
+            cg = g.curvature if sg > 0 else L.flip(g.curvature)
+            mf = f.mono if sf > 0 else mono_flip(f.mono)
+            mg = g.mono if sg > 0 else mono_flip(g.mono)
+            convex = cf.is_convex and cg.is_convex and _same_way(mf, mg)
+            concave = cf.is_concave and cg.is_concave and _opposite_way(mf, mg)
+            curv = L.curvature_of(convex, concave)
+            if sf * sg < 0:
+                curv = L.flip(curv)
+            if curv is not C.UNKNOWN:
+                words = (("product rule: factors of constant sign ({}, {}), {} and {} ({} and {}) in the one variable "
+                         "{}: the product of nonnegative {} factors ordered {} is {}"),
+                         rf, rg, f.curvature, g.curvature, f.mono, g.mono, deps,
+                         "convex" if convex else "concave", "alike" if convex else "oppositely",
+                         "convex" if convex else "concave")
+                blame = {p: self._product_failure(node, wrt) for p in ("convex", "concave") if not holds(curv, p)}
+                return Step(curv, words[0], words[1:], mono, deps, blame)
+        blame = {p: self._product_failure(node, wrt) for p in ("convex", "concave")}
+        return Step(C.UNKNOWN, "product of two factors that both depend on the variables: not covered", (),
+                    mono, deps, blame)
+
+    def _product_failure(self, node: Node, wrt) -> Failure:
+        a, b = (self.net.nodes[i] for i in node.args)
+        return Failure(node.id, "product rule",
+                       (("`{}` and `{}` both depend on {}: a product of two non-constant factors is not covered by "
+                        "the composition rules"), a.label, b.label, ", ".join(sorted(wrt))),
+                       ("analyse in fewer variables (fixing one factor), or let the refuter look for a witness",))
 
     def _factor_range(self, node: Node, factor_at: int) -> Interval:
         """The constant factor's range; for a divisor, 1/c has c's sign (c = 0 is outside the domain)."""
@@ -177,30 +363,63 @@ class Analyzer:
         return L.NONNEG if r.nonneg else L.NONPOS if r.nonpos else L.reciprocal(r)
 
     @staticmethod
-    def _constant_factor(node: Node, kids: list[Curvature]) -> tuple[int | None, int]:
+    def _constant_factor(node: Node, kids) -> tuple[int | None, int]:
         """(index of the constant factor, index of the other), or (None, 0) when both vary."""
         if node.op == "div":
-            return (1, 0) if kids[1] is C.CONSTANT else (None, 0)
-        if kids[0] is C.CONSTANT:
+            return (1, 0) if kids[1].curvature is C.CONSTANT else (None, 0)
+        if kids[0].curvature is C.CONSTANT:
             return 0, 1
-        if kids[1] is C.CONSTANT:
+        if kids[1].curvature is C.CONSTANT:
             return 1, 0
         return None, 0
 
-    def _scalar_step(self, node: Node, kids: list[Curvature]) -> Step:
+    def _scalar_rule(self, node: Node, kids, wrt) -> Step:
         f = self.atom(node)
         box = self.box(node)
+        g = kids[0]
         if box is None:  # defined nowhere: every claim holds vacuously (the range is a sound outer bound)
             return Step(C.CONSTANT, "{} is defined nowhere: its argument never lies in its domain {}",
-                        (_called(f), f.domain))
+                        (_called(f), f.domain), M.CONSTANT, None)
         mono = f.monotonicity_on_box(box)
         if mono is M.CONSTANT:
-            return Step(C.CONSTANT, "{} is constant on {}", (_called(f), box))
-        g = kids[0]
-        convex = f.convex_on_box(box) and _arg_ok(g, mono, "convex") and self._domain_ok(node, f, g)
-        concave = f.concave_on_box(box) and _arg_ok(g, mono, "concave") and self._domain_ok(node, f, g)
-        curv = L.curvature_of(convex, concave)
-        return Step(curv, "composition: {} {}, {} on {}; argument {}", (_called(f), _ShapeWords(f, box), mono, box, g))
+            return Step(C.CONSTANT, "{} is constant on {}", (_called(f), box), M.CONSTANT, None)
+        domain_ok = self._domain_ok(node, f, g.curvature)
+        ok = {p: (f.convex_on_box(box) if p == "convex" else f.concave_on_box(box))
+              and _arg_ok(g.curvature, mono, p) and domain_ok for p in ("convex", "concave")}
+        curv = L.curvature_of(ok["convex"], ok["concave"])
+        blame = {p: self._scalar_blame(node, p, f, box, mono, g.curvature, domain_ok)
+                 for p in ("convex", "concave") if not ok[p]}
+        return Step(curv, "composition: {} {}, {} on {}; argument {}",
+                    (_called(f), _ShapeWords(f, box), mono, box, g.curvature),
+                    mono_compose(mono, g.mono), g.deps, blame)
+
+    def _scalar_blame(self, node: Node, prop: str, f: ScalarAtom, box: Interval, mono: Monotonicity,
+                      g: Curvature, domain_ok: bool):
+        arg = self.net.nodes[node.args[0]]
+        has = f.convex_on_box(box) if prop == "convex" else f.concave_on_box(box)
+        if not has:
+            where = f.convex_on if prop == "convex" else f.concave_on
+            return Failure(node.id, "curvature of the outer function",
+                           ("{} is not {} on {}, the range of its argument `{}`{}", _called(f), prop, box, arg.label,
+                            _Text(_only_on, _called(f), prop, where)), _hint(_restrict_hint(_called(f), where)))
+        if not domain_ok:
+            return Failure(node.id, "domain", (("`{}` may leave the domain {} of {}, and the set where it stays inside "
+                                               "need not be convex ({} is {})"), arg.label, f.domain, _called(f),
+                                               arg.label, g))
+        direction = _arg_ok_direction(mono, prop)
+        if direction is not None:
+            return node.args[0], direction
+        if not (g.is_convex or g.is_concave):
+            return Failure(node.id, "composition",
+                           ("{} is {} on {}, so its argument `{}` must be affine, but it is {}", _called(f), mono, box,
+                            arg.label, g),
+                           ("make the argument affine in the variables, or analyse in fewer variables",))
+        need = "nondecreasing" if holds(g, prop) else "nonincreasing"
+        pieces = f.increasing_on if need == "nondecreasing" else f.decreasing_on
+        return Failure(node.id, "monotonicity of the outer function",
+                       ("{} is {} on {}, the range of its argument `{}` ({}); the composition needs it {} there: {}{}",
+                        _called(f), mono, box, arg.label, g, need, _Text(self._derivative_words, f, box, need),
+                        _Text(_only_on, _called(f), need, pieces)), _hint(_restrict_hint(_called(f), pieces)), need)
 
     def box(self, node: Node) -> Interval | None:
         """The argument's range met with the atom's domain: where the atom's facts are read."""
@@ -216,14 +435,35 @@ class Analyzer:
         above = r.hi > f.domain.hi or (f.open_at[1] and r.hi >= f.domain.hi)
         return (not below or g.is_concave) and (not above or g.is_convex)
 
-    def _reduction_step(self, node: Node, kids: list[Curvature]) -> Step:
+    def _reduce_rule(self, node: Node, kids, wrt) -> Step:
         rec = REDUCTIONS[node.attrs[0]]
         monos = self.reduction_monotonicity(node)
-        convex = rec.convex and all(_arg_ok(g, m, "convex") for g, m in zip(kids, monos))
-        concave = rec.concave and all(_arg_ok(g, m, "concave") for g, m in zip(kids, monos))
-        curv = L.curvature_of(convex, concave)
+        curvs = [k.curvature for k in kids]
+        ok = {p: (rec.convex if p == "convex" else rec.concave) and all(_arg_ok(g, m, p) for g, m in zip(curvs, monos))
+              for p in ("convex", "concave")}
+        curv = L.curvature_of(ok["convex"], ok["concave"])
         shape = "affine" if rec.convex and rec.concave else "convex" if rec.convex else "concave"
-        return Step(curv, "composition: {} {}; {}", (rec.name, shape, _ArgWords(tuple(zip(kids, monos)))))
+        mono, deps = M.CONSTANT, None
+        for k, m in zip(kids, monos):
+            mono, deps = mono_add(mono, mono_compose(m, k.mono)), _deps_join(deps, k.deps)
+        blame = {p: self._reduction_blame(node, p, rec, curvs, monos) for p in ("convex", "concave") if not ok[p]}
+        return Step(curv, "composition: {} {}; {}", (rec.name, shape, _ArgWords(tuple(zip(curvs, monos)))),
+                    mono, deps, blame)
+
+    def _reduction_blame(self, node: Node, prop: str, rec, curvs, monos):
+        if not (rec.convex if prop == "convex" else rec.concave):
+            return Failure(node.id, "curvature of the outer function", ("{} is not {}", rec.name, prop))
+        for i, (g, m) in enumerate(zip(curvs, monos)):
+            if _arg_ok(g, m, prop):
+                continue
+            need = _arg_ok_direction(m, prop)
+            if need is not None:
+                return node.args[i], need
+            arg = self.net.nodes[node.args[i]]
+            return Failure(node.id, "monotonicity of the outer function",
+                           ("{} is {} in `{}` (range {}), which is {}", rec.name, m, arg.label, self.ranges[arg.id], g),
+                           ("make the argument affine, or its entries of one sign",))
+        return Failure(node.id, "composition", ("{}: no rule applies", rec.name))
 
     def reduction_monotonicity(self, node: Node) -> list[Monotonicity]:
         rec = REDUCTIONS[node.attrs[0]]
@@ -237,6 +477,9 @@ class Analyzer:
                 r = self.ranges[a]
                 monos.append(L.monotonicity_of(r.nonneg, r.nonpos))
         return monos
+
+    def _leaves(self, node_id: int) -> list[str]:
+        return [self.net.nodes[i].attrs[0] for i in self.net.ancestors(node_id) if self.net.nodes[i].op == "var"]
 
     # -- implicit domains ---------------------------------------------------------------------------
     def conditions(self, root) -> list[str]:
@@ -267,97 +510,22 @@ class Analyzer:
             return None if r.lo > 0 else f"quad_over_lin needs `{self.net.nodes[node.args[1]].label}` > 0"
         return None
 
-    # -- explaining a failure ------------------------------------------------------------------------
+    # -- explaining a failure: reading the records ------------------------------------------------------
     def why_not(self, root, prop: str, wrt) -> Failure:
-        """Walk down from `root` to the lowest node where the rules could not give `prop`."""
-        wrt = self.net.resolve_wrt(list(wrt))
-        steps = self.steps(wrt)
+        """Follow the recorded blame down from `root` to the lowest node where the rules could not give `prop`."""
+        steps = self.steps(self.net.resolve_wrt(list(wrt)))
         node_id = self._id(root)
         while True:
+            step = steps[node_id]
             if prop == "affine":
-                prop = "convex" if not steps[node_id].curvature.is_convex else "concave"
-            nxt = self._blame(self.net.nodes[node_id], prop, steps, wrt)
-            if isinstance(nxt, Failure):
-                return nxt
-            node_id, prop = nxt
-
-    def _blame(self, node: Node, prop: str, steps: list[Step], wrt) -> tuple[int, str] | Failure:
-        kids = [steps[a].curvature for a in node.args]
-        failing = [i for i, k in enumerate(kids) if not holds(k, prop)]
-        op = node.op
-        if op == "add":
-            return node.args[failing[0]], prop
-        if op == "sub":
-            return (node.args[0], prop) if not holds(kids[0], prop) else (node.args[1], _mirror(prop))
-        if op == "neg":
-            return node.args[0], _mirror(prop)
-        if op in ("index", "slice"):
-            return node.args[0], prop
-        if op == "concat":
-            return node.args[failing[0]], prop
-        if op in ("mul", "matmul", "div"):
-            return self._blame_product(node, prop, kids, wrt)
-        if op == "scalar":
-            return self._blame_scalar(node, prop, kids)
-        if op == "reduce":
-            return self._blame_reduction(node, prop, kids)
-        return Failure(node.id, steps[node.id].rule, f"`{node.label}` is not {prop}")
-
-    def _blame_product(self, node: Node, prop: str, kids, wrt) -> tuple[int, str] | Failure:
-        factor_at, g_at = self._constant_factor(node, kids)
-        a, b = (self.net.nodes[i] for i in node.args)
-        if factor_at is None:
-            names = ", ".join(wrt)
-            return Failure(node.id, "product rule",
-                           f"`{a.label}` and `{b.label}` both depend on {names}: a product of two non-constant "
-                           f"factors is not covered by the composition rules",
-                           "analyse in fewer variables (fixing one factor), or let the refuter look for a witness")
-        factor_node = self.net.nodes[node.args[factor_at]]
-        factor = self._factor_range(node, factor_at)
-        g = node.args[g_at]
-        if factor.nonneg:
-            return g, prop
-        if factor.nonpos:
-            return g, _mirror(prop)
-        hint = None
-        leaves = [n for n in self._leaves(factor_node.id) if n not in wrt]
-        if leaves:
-            hint = " or ".join(f"declare `{n} >= 0`" for n in leaves[:3]) + " to fix the sign of the factor"
-        return Failure(node.id, "sign rule",
-                       f"the constant factor `{factor_node.label}` ranges over {factor} (sign unknown), so "
-                       f"`{self.net.nodes[g].label}` must be affine, but it is {kids[g_at]}", hint)
-
-    def _leaves(self, node_id: int) -> list[str]:
-        return [self.net.nodes[i].attrs[0] for i in self.net.ancestors(node_id) if self.net.nodes[i].op == "var"]
-
-    def _blame_scalar(self, node: Node, prop: str, kids) -> tuple[int, str] | Failure:
-        f, box = self.atom(node), self.box(node)
-        arg = self.net.nodes[node.args[0]]
-        if box is None:
-            return Failure(node.id, "domain", f"the argument `{arg.label}` never lies in the domain of {_called(f)}")
-        has = f.convex_on_box(box) if prop == "convex" else f.concave_on_box(box)
-        if not has:
-            where = f.convex_on if prop == "convex" else f.concave_on
-            return Failure(node.id, "curvature of the outer function",
-                           f"{_called(f)} is not {prop} on {box}, the range of its argument `{arg.label}`"
-                           + _only_on(_called(f), prop, where), _restrict_hint(_called(f), where))
-        mono = f.monotonicity_on_box(box)
-        g = kids[0]
-        if not self._domain_ok(node, f, g):
-            return Failure(node.id, "domain", f"`{arg.label}` may leave the domain {f.domain} of {_called(f)}, and the set "
-                           f"where it stays inside need not be convex ({arg.label} is {g})")
-        if _arg_ok_direction(mono, prop) is not None:
-            return node.args[0], _arg_ok_direction(mono, prop)
-        if not (g.is_convex or g.is_concave):
-            return Failure(node.id, "composition",
-                           f"{_called(f)} is {mono} on {box}, so its argument `{arg.label}` must be affine, but it is "
-                           f"{g}", "make the argument affine in the variables, or analyse in fewer variables")
-        need = "nondecreasing" if holds(g, prop) else "nonincreasing"
-        pieces = f.increasing_on if need == "nondecreasing" else f.decreasing_on
-        return Failure(node.id, "monotonicity of the outer function",
-                       f"{_called(f)} is {mono} on {box}, the range of its argument `{arg.label}` ({g}); the "
-                       f"composition needs it {need} there: " + self._derivative_words(f, box, need)
-                       + _only_on(_called(f), need, pieces), _restrict_hint(_called(f), pieces), need)
+                prop = "convex" if not step.curvature.is_convex else "concave"
+            found = step.blame.get(prop)
+            if found is None:   # only a rule that gave no record: say what the node is
+                node = self.net.nodes[node_id]
+                return Failure(node_id, step.rule, ("`{}` is not {}", node.label, prop))
+            if isinstance(found, Failure):
+                return found
+            node_id, prop = found
 
     def _derivative_words(self, f: ScalarAtom, box: Interval, need: str) -> str:
         """f' in words; for user atoms, where on the box its sign is wrong (sympy is loaded for them anyway)."""
@@ -374,21 +542,89 @@ class Analyzer:
         defined = self.net.atom_defs.get(f.name)
         return defined.arg if defined is not None else "u"
 
-    def _blame_reduction(self, node: Node, prop: str, kids) -> tuple[int, str] | Failure:
-        rec = REDUCTIONS[node.attrs[0]]
-        if not (rec.convex if prop == "convex" else rec.concave):
-            return Failure(node.id, "curvature of the outer function", f"{rec.name} is not {prop}")
-        for i, (g, m) in enumerate(zip(kids, self.reduction_monotonicity(node))):
-            if _arg_ok(g, m, prop):
-                continue
-            need = _arg_ok_direction(m, prop)
-            if need is not None:
-                return node.args[i], need
-            arg = self.net.nodes[node.args[i]]
-            return Failure(node.id, "monotonicity of the outer function",
-                           f"{rec.name} is {m} in `{arg.label}` (range {self.ranges[arg.id]}), which is {g}",
-                           "make the argument affine, or its entries of one sign")
-        return Failure(node.id, "composition", f"{rec.name}: no rule applies")
+
+def _sum_blame(node: Node, kids, curv: Curvature, signs: tuple) -> dict:
+    """For a signed sum, each failing property is blamed on the first term lacking it (mirrored when negated)."""
+    blame = {}
+    for p in ("convex", "concave"):
+        if holds(curv, p):
+            continue
+        for a, k, s in zip(node.args, kids, signs):
+            need = p if s > 0 else _mirror(p)
+            if not holds(k.curvature, need):
+                blame[p] = (a, need)
+                break
+    return blame
+
+
+def _with_blame(found: Step, rules_step: Step, node: Node) -> Step:
+    """A step from a method beyond the rules; what it leaves unproved is blamed where the rules stopped."""
+    blame = {p: rules_step.blame.get(p) or Failure(node.id, found.rule, ("`{}` is not {}", node.label, p))
+             for p in ("convex", "concave") if not holds(found.curvature, p)}
+    return Step(found.curvature, found.template, found.args, rules_step.mono, rules_step.deps, blame, found.detail)
+
+
+@dataclass(frozen=True)
+class _Text:
+    """Words computed when the reason is read, not when the rule is applied."""
+
+    fn: Callable
+    args: tuple = ()
+
+    def __init__(self, fn: Callable, *args):
+        object.__setattr__(self, "fn", fn)
+        object.__setattr__(self, "args", args)
+
+    def __str__(self) -> str:
+        return str(self.fn(*self.args))
+
+
+def _matmul_range(an: Analyzer, node: Node, r: list[Interval]) -> Interval:
+    return L.scale(L.mul(r[0], r[1]), an.net.nodes[node.args[1]].shape[0])
+
+
+def _reduce_range(an: Analyzer, node: Node, r: list[Interval]) -> Interval:
+    return REDUCTIONS[node.attrs[0]].image(r, [an.net.nodes[a].size for a in node.args])
+
+
+def _concat_range(an: Analyzer, node: Node, r: list[Interval]) -> Interval:
+    """One interval for all entries: the hull of the pieces'."""
+    out = r[0]
+    for x in r[1:]:
+        out = out.hull(x)
+    return out
+
+
+RANGE_RULES: dict[str, Callable] = {
+    "var": lambda an, node, r: an.net.variables[node.attrs[0]].bounds,
+    "const": lambda an, node, r: L.point(node.attrs[0]),
+    "add": lambda an, node, r: L.add(r[0], r[1]),
+    "sub": lambda an, node, r: L.sub(r[0], r[1]),
+    "mul": lambda an, node, r: L.mul(r[0], r[1]),
+    "div": lambda an, node, r: L.div(r[0], r[1]),
+    "neg": lambda an, node, r: L.neg(r[0]),
+    "matmul": _matmul_range,
+    "index": lambda an, node, r: r[0],
+    "slice": lambda an, node, r: r[0],
+    "scalar": lambda an, node, r: an.atom(node).image(r[0]),
+    "reduce": _reduce_range,
+    "concat": _concat_range,
+}
+
+RULES: dict[str, Callable] = {
+    "var": Analyzer._var_rule,
+    "add": Analyzer._add_rule,
+    "sub": Analyzer._sub_rule,
+    "neg": Analyzer._neg_rule,
+    "index": Analyzer._index_rule,
+    "slice": Analyzer._index_rule,
+    "mul": Analyzer._product_rule,
+    "matmul": Analyzer._product_rule,
+    "div": Analyzer._product_rule,
+    "scalar": Analyzer._scalar_rule,
+    "reduce": Analyzer._reduce_rule,
+    "concat": Analyzer._concat_rule,
+}
 
 
 def _arg_ok(g: Curvature, mono: Monotonicity, prop: str) -> bool:
