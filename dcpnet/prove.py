@@ -24,13 +24,18 @@ from .lattice import Curvature, Interval, Monotonicity
 C = Curvature
 M = Monotonicity
 PROPERTIES = ("convex", "concave", "affine")
+BEYOND = ("product", "rewrite", "hessian")   # the methods past the composition rules (issue 17); () for DCP alone
 SEVERAL = "*"          # `Step.deps` of a node that depends on several variables (or on a non-scalar one)
 BEYOND_NODES = 400     # the largest subexpression the rewriter and the Hessian method look at
+SMALL_IDS = 64         # in a network this small, every unknown scalar node is tried, not only the lowest
+BEYOND_TRIES = 40      # unknown nodes they look at, per set of variables
 
 
 def holds(curvature: Curvature, prop: str) -> bool:
-    """Does a proved curvature class establish the property?"""
-    return {"convex": curvature.is_convex, "concave": curvature.is_concave, "affine": curvature.is_affine}[prop]
+    """Does a proved curvature class establish the property? (Identity tests: this runs several times a node.)"""
+    if curvature is C.CONSTANT or curvature is C.AFFINE:
+        return True
+    return curvature is C.CONVEX if prop == "convex" else curvature is C.CONCAVE if prop == "concave" else False
 
 
 def _mirror(prop: str) -> str:
@@ -89,6 +94,10 @@ class Step:
     @property
     def rule(self) -> str:
         return self.template.format(*self.args) if self.args else self.template
+
+
+_CONSTANT = Step(C.CONSTANT, "constant in the variables", mono=M.CONSTANT, deps=None)   # shared: never changed
+_FIXED = Step(C.CONSTANT, "fixed (not a variable)", mono=M.CONSTANT, deps=None)
 
 
 # -- monotonicity in the variables: pure helpers ------------------------------------------------------
@@ -162,9 +171,10 @@ class Analyzer:
     <Curvature.CONVEX: 'convex'>
     """
 
-    def __init__(self, net: Network, beyond: tuple[str, ...] = ()):
+    def __init__(self, net: Network, beyond: tuple[str, ...] = BEYOND):
         self.net = net
         self.beyond = beyond
+        self.beyond_tries = BEYOND_TRIES if self._nodes_beyond() else 0   # a few attempts per set of variables
         self.ranges: list[Interval] = []
         self.atoms: dict[int, ScalarAtom] = {}
         self._steps: dict[frozenset, list[Step]] = {}
@@ -191,6 +201,7 @@ class Analyzer:
         """The rule at every node for the variables `wrt` (computed for all nodes once, then cached)."""
         key = frozenset(wrt)
         if key not in self._steps:
+            self.beyond_tries = BEYOND_TRIES if self._nodes_beyond() else 0   # each set of variables gets its own
             steps: list[Step] = []
             for node in self.net.nodes:
                 steps.append(self._step(node, key, steps))
@@ -205,29 +216,43 @@ class Analyzer:
         return self.steps(self.net.resolve_wrt(list(wrt)))[self._id(name_or_id)].mono
 
     def curvature_once(self, name_or_id, wrt) -> Curvature:
-        """The same answer without caching, over the target's ancestors only (for searches over many sets)."""
+        """The answer of the rules alone, without caching, over the target's ancestors only (for searches over
+        many sets: the stronger methods would cost too much there)."""
         key = frozenset(self.net.resolve_wrt(list(wrt)))
         root = self._id(name_or_id)
         steps: dict[int, Step] = {}
+        self.beyond_tries = 0
         for i in self.net.ancestors(root):
             steps[i] = self._step(self.net.nodes[i], key, steps)
         return steps[root].curvature
 
     def _step(self, node: Node, wrt: frozenset, steps) -> Step:
+        op = node.op
+        if op == "const":
+            return _CONSTANT
         kids = [steps[a] for a in node.args]
-        if node.op != "var" and (node.op == "const" or all(k.curvature is C.CONSTANT for k in kids)):
-            return Step(C.CONSTANT, "constant in the variables", mono=M.CONSTANT, deps=None)
-        step = RULES[node.op](self, node, kids, wrt)
-        if step.curvature is C.UNKNOWN and self.beyond and all(k.curvature is not C.UNKNOWN for k in kids):
-            # the lowest node the rules leave unknown: only here do the stronger methods run
+        if op != "var":
+            for k in kids:
+                if k.curvature is not C.CONSTANT:
+                    break
+            else:
+                return _CONSTANT
+        step = RULES[op](self, node, kids, wrt)
+        if step.curvature is C.UNKNOWN and self.beyond_tries > 0 and (all(k.curvature is not C.UNKNOWN for k in kids)
+                                                             or (node.shape == () and node.id < SMALL_IDS)):
+            # a lowest node the rules leave unknown (or a small scalar one): only here do the stronger methods run
             better = self._beyond(node, wrt, step)
             if better is not None:
                 return better
         return step
 
+    def _nodes_beyond(self) -> bool:
+        return "rewrite" in self.beyond or "hessian" in self.beyond
+
     def _beyond(self, node: Node, wrt: frozenset, step: Step) -> Step | None:
-        if len(self.net.ancestors(node.id)) > BEYOND_NODES:
+        if self.beyond_tries <= 0 or len(self.net.ancestors(node.id)) > BEYOND_NODES:
             return None
+        self.beyond_tries -= 1
         if "rewrite" in self.beyond:
             from .rewrite import prove_by_rewriting
 
@@ -246,7 +271,7 @@ class Analyzer:
     def _var_rule(self, node: Node, kids, wrt) -> Step:
         name = node.attrs[0]
         if name not in wrt:
-            return Step(C.CONSTANT, "fixed (not a variable)", mono=M.CONSTANT, deps=None)
+            return _FIXED
         return Step(C.AFFINE, "variable", mono=M.INCREASING, deps=name if node.size == 1 else SEVERAL)
 
     def _add_rule(self, node: Node, kids, wrt) -> Step:
@@ -324,9 +349,9 @@ class Analyzer:
         """
         rf, rg = (self.ranges[a] for a in node.args)
         f, g = kids
-        mono = mono_product(f.mono, rf, g.mono, rg) if node.op == "mul" else M.NONE
+        mono = mono_product(f.mono, rf, g.mono, rg) if node.op in ("mul", "matmul") else M.NONE   # a sum of products
         sf, sg = _sign(rf), _sign(rg)
-        if node.op == "mul" and deps not in (None, SEVERAL) and sf and sg:
+        if node.op == "mul" and deps not in (None, SEVERAL) and sf and sg and "product" in self.beyond:
             cf = f.curvature if sf > 0 else L.flip(f.curvature)
             cg = g.curvature if sg > 0 else L.flip(g.curvature)
             mf = f.mono if sf > 0 else mono_flip(f.mono)

@@ -38,8 +38,8 @@ def dump_json(reports: list[dict], single: bool = True) -> None:
 
 def _depth(result: dict) -> int:
     deepest = 0
-    for prop in ("convex", "concave", "affine"):
-        cert = result[prop].get("certificate")
+    for prop in ("convex", "concave", "affine", "increasing", "decreasing"):
+        cert = result.get(prop, {}).get("certificate")
         if cert is None:
             continue
         stack = [(cert, 1)]
@@ -97,6 +97,9 @@ def _plain(console, text: str) -> None:
 def _print_witness(console, res) -> None:
     w = res.witness
     _plain(console, f"    {res.reason}")
+    if res.prop in ("increasing", "decreasing"):   # a monotonicity claim: a ≤ b, one coordinate apart
+        _print_pair(console, res)
+        return
     entry = f" entry {w['index']}" if w.get("index") else ""
     _plain(console, f"    witness{entry}: a = {_short(w['a'])}, b = {_short(w['b'])}"
                     + (f", fixed {_short(w['fixed'])}" if w.get("fixed") else ""))
@@ -117,6 +120,16 @@ def witness_values(w: dict) -> str:
         return f"{v:.{digits}g}"
     return (f"f(a) = {f(w['f_a'])}, f(b) = {f(w['f_b'])}; f((a+b)/2) = {f(w['f_mid'])} lies {side} the chord "
             f"(f(a)+f(b))/2 = {f(chord)} by {gap:.3g} (relative {rel:.2g}; checked with {w['digits']} digits)")
+
+
+def _print_pair(console, res) -> None:
+    w = res.witness
+    entry = f" entry {w['index']}" if w.get("index") else ""
+    _plain(console, f"    witness{entry}: a = {_short(w['a'])}, b = {_short(w['b'])}"
+                    + (f", fixed {_short(w['fixed'])}" if w.get("fixed") else ""))
+    sign = ">" if res.prop == "increasing" else "<"
+    _plain(console, f"    a ≤ b, yet f(a) = {w['f_a']:.6g} {sign} f(b) = {w['f_b']:.6g}; gap {w['gap']:.3g} "
+                    f"(checked with {w['digits']} digits)")
 
 
 def _short(values: dict, limit: int = 60) -> str:
@@ -171,7 +184,7 @@ def _cell(r) -> str:
 
 
 def _print_trees(console, r) -> None:
-    for prop in ("affine", "convex", "concave"):
+    for prop in (*r.monotone, "affine", "convex", "concave"):
         cert = r[prop].certificate
         if cert is not None:
             console.print(f"certificate: {r.expr} is {prop} in {', '.join(r.wrt)}")
@@ -205,7 +218,8 @@ def _tree_label(node: dict) -> str:
     lo, hi = node["range"]
     rng = f"{'(-inf' if lo is None else f'[{lo:.4g}'}, {'inf)' if hi is None else f'{hi:.4g}]'}"
     failed = "[bold red]✗ [/]" if node.get("failed") else ""
-    return f"{failed}[{COLOURS[c]}]{c}[/] {escape(node['expr'])}  [dim]{escape(rng)} {escape(node['rule'])}[/]"
+    mono = f" {node['monotonicity']}" if "monotonicity" in node else ""   # monotonicity claims
+    return f"{failed}[{COLOURS[c]}]{c}[/]{mono} {escape(node['expr'])}  [dim]{escape(rng)} {escape(node['rule'])}[/]"
 
 
 # -- one Result in a notebook or a REPL ----------------------------------------------------------------

@@ -118,7 +118,7 @@ class Output:
 @dataclass(frozen=True)
 class Check:
     negated: bool
-    prop: str                          # convex, concave, affine
+    prop: str                          # convex, concave, affine, increasing, decreasing
     target: str
     target_pos: Pos
     wrt: tuple[tuple[str, Pos], ...]
@@ -537,7 +537,7 @@ def _where(err, source: SourceText) -> tuple[int, int]:
 _TOKEN_WORDS = {"_NL": "end of line", "$END": "end of file", "NAME": "a name", "NUMBER": "a number",
                 "INT": "an integer", "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/' or '@'", "NEG": "'-'",
                 "POW_OP": "'^'", "SIGN": "a sign", "KIND": "'input' or 'param'", "NOT": "'not'",
-                "PROPERTY": "'convex', 'concave' or 'affine'", "COMMENT": "a comment"}
+                "PROPERTY": "'convex', 'concave', 'affine', 'increasing' or 'decreasing'", "COMMENT": "a comment"}
 
 
 @cache

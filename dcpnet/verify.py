@@ -18,7 +18,7 @@ from .certificate import certificate
 from .errors import DcpnetError, Diagnostic, did_you_mean
 from .graph import Network, load
 from .lattice import Curvature, Verdict
-from .prove import PROPERTIES, Analyzer, Failure, holds
+from .prove import BEYOND, PROPERTIES, Analyzer, Failure, holds
 
 
 @dataclass(repr=False)
@@ -84,6 +84,7 @@ class Result:
         from .report import html_result
 
         return html_result(self)
+    monotone: dict[str, PropertyResult] = field(default_factory=dict)   # "increasing"/"decreasing" claims
 
     @property
     def holds(self) -> bool | None:
@@ -94,6 +95,8 @@ class Result:
         return verdict is (Verdict.REFUTED if negated else Verdict.PROVED)
 
     def __getitem__(self, prop: str) -> PropertyResult:
+        if prop in self.monotone:
+            return self.monotone[prop]
         return {"convex": self.convex, "concave": self.concave, "affine": self.affine}[prop]
 
     def as_json(self) -> dict:
@@ -105,16 +108,19 @@ class Result:
             out["convex_groups"] = self.groups
         if self.conditions:
             out["conditions"] = self.conditions
+        for prop, res in self.monotone.items():
+            out[prop] = res.as_json()
         return out
 
 
 class Verifier:
     """Answers questions about one network; ranges and rule passes are shared between questions."""
 
-    def __init__(self, net: Network, seed: int = 0, budget: float = 3.0, refute: bool = True, trees: bool = False):
+    def __init__(self, net: Network, seed: int = 0, budget: float = 3.0, refute: bool = True, trees: bool = False,
+                 beyond: tuple[str, ...] = BEYOND):
         self.net = net
         self.trees = trees                 # a partial tree (failing node marked) for what is not proved
-        self.analyzer = Analyzer(net)
+        self.analyzer = Analyzer(net, beyond=beyond)   # beyond=(): the composition rules alone (CVXPY's)
         self.seed = seed
         self.budget = budget
         self.refute = refute
@@ -136,6 +142,34 @@ class Verifier:
             tree = certificate(self.analyzer, target, wrt, mark=failure.node if failure else None)
         return Result(target, wrt, curv, props["convex"], props["concave"], props["affine"], line, claim,
                       conditions=self.analyzer.conditions(target), tree=tree)
+
+    def verify_monotone(self, target: str, wrt, claim: str, line: int | None = None) -> Result:
+        """A monotonicity claim ("increasing"/"decreasing", maybe negated); curvature is reported, not refuted."""
+        from .monotone import lowest_loss, proves, search
+
+        result = self.verify(target, wrt, claim, line, want=())
+        prop = claim.removeprefix("not ")
+        mono = self.analyzer.monotonicity(target, result.wrt)
+        root = self.net.names[target]
+        if proves(mono, prop):
+            cert = certificate(self.analyzer, target, result.wrt, monotone=True)
+            result.monotone[prop] = PropertyResult(prop, Verdict.PROVED, certificate=cert)
+            return result
+        node = self.net.nodes[lowest_loss(self.analyzer, root, result.wrt)]
+        reason = (f"the analysis finds `{target}` {mono} in {', '.join(result.wrt)}; monotonicity is lost at "
+                  f"`{node.label}` (line {node.line})")
+        res = PropertyResult(prop, Verdict.UNKNOWN, reason=reason,
+                             hint="declare sign constraints on the variables, or let the refuter look for a pair")
+        if self.refute:
+            witness = search(self.refuter(), root, result.wrt, prop, time.perf_counter() + self.budget, self.seed)
+            if witness is not None:
+                res.verdict, res.witness, res.hint = Verdict.REFUTED, witness, None
+                m = witness["moved"]
+                at = m["name"] + (str(m["index"]) if m["index"] else "")
+                res.reason = (f"not {prop}: raising {at} from a to b changes {target} from {witness['f_a']:.6g} to "
+                              f"{witness['f_b']:.6g}")
+        result.monotone[prop] = res
+        return result
 
     def _prove(self, target: str, wrt: list[str], prop: str, curv: Curvature, cert: dict | None) -> PropertyResult:
         if holds(curv, prop):  # one proof tree serves every property the curvature class gives
@@ -264,6 +298,9 @@ def run_checks(verifier: Verifier, wrt: list[str] | None) -> list[Result]:
     results = []
     for c in net.checks:
         claim = ("not " if c.negated else "") + c.prop
+        if c.prop in ("increasing", "decreasing"):
+            results.append(verifier.verify_monotone(c.target, [n for n, _ in c.wrt], claim, c.pos.line))
+            continue
         results.append(verifier.verify(c.target, [n for n, _ in c.wrt], claim, c.pos.line, want=(c.prop,)))
     if wrt:
         for out in net.outputs:

@@ -179,3 +179,75 @@ def test_multiconvex_groups(exhaustive_up_to):
     net = load_text("input x\nparam a, b, c, d >= 0\ny = a * b + c * x + exp(d) * relu(x)\n")
     groups = Verifier(net, refute=False).convex_groups("y", exhaustive_up_to=exhaustive_up_to)
     assert sorted(map(sorted, groups)) == [["a", "c", "d"], ["b", "c", "d"]]
+
+
+# -- products of two varying factors (issue 17, Method 3) ------------------------------------------------
+@pytest.mark.parametrize("text,target,want", [
+    ("input t >= 0\nf = t^2 * exp(t)\n", "f", C.CONVEX),              # ≥ 0, convex, both ↑
+    ("input t <= 0\nf = exp(-t) * t^2\n", "f", C.CONVEX),             # ≥ 0, convex, both ↓
+    ("input t in [0, 1]\nf = sqrt(t) * (2 - t)\n", "f", C.CONCAVE),   # ≥ 0, concave, ↑ and ↓
+    ("input t >= 0\nf = -exp(t) * t\n", "f", C.CONCAVE),              # a factor ≤ 0 flips the product
+    ("input t >= 0\nf = t * exp(-t)\n", "f", C.UNKNOWN),              # convex factors ordered oppositely
+    ("input t\nf = t * t\n", "f", C.UNKNOWN),                         # no known sign
+    ("input u >= 0\ninput v >= 0\nf = u * v\n", "f", C.UNKNOWN),      # two variables: not similarly ordered
+])
+def test_product_rule(text, target, want):
+    wrt = ["t"] if "input t" in text else ["u", "v"]
+    assert Analyzer(load_text(text), beyond=("product",)).curvature(target, wrt) is want
+    assert Analyzer(load_text(text), beyond=()).curvature(target, wrt) is C.UNKNOWN   # the composition rules alone
+
+
+# -- monotonicity in the variables, as the pass computes it ------------------------------------------------
+def test_monotonicity_of_an_icnn_in_its_input_and_weights():
+    text = ("input x[3]\nparam W[4, 3] >= 0\nparam b[4]\nparam w[4] >= 0\nz = relu(W @ x + b)\nf = w @ z\n"
+            "g = exp(-sum(x))\n")
+    an = Analyzer(load_text(text))
+    assert an.monotonicity("f", ["x"]).value == "nondecreasing"
+    assert an.monotonicity("g", ["x"]).value == "nonincreasing"
+    assert an.monotonicity("f", ["W"]).value == "not monotone"      # x may be negative
+    assert an.monotonicity("f", ["b", "w"]).value == "nondecreasing"
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks(), st.integers(0, 2 ** 32 - 1))
+def test_every_monotonicity_survives_sampled_pairs(case, seed):
+    text, names = case
+    net = load_text(text)
+    analyzer = Analyzer(net)
+    rng = np.random.default_rng(seed)
+    for name in [n for n in net.names if n.startswith("e")]:
+        wrt = names[:1]
+        mono = analyzer.monotonicity(name, wrt).value
+        if mono not in ("nondecreasing", "nonincreasing"):
+            continue
+        node = net.names[name]
+        fixed = [net.nodes[i].attrs[0] for i in net.ancestors(node) if net.nodes[i].op == "var"
+                 and net.nodes[i].attrs[0] not in wrt]
+        n = 300
+        env = sample(net, fixed, rng, n, 1.0)
+        a = sample(net, wrt, rng, n, 1.0)
+        b = {v: a[v] + np.abs(rng.standard_normal(a[v].shape)) * (rng.random(a[v].shape) < 0.5) for v in wrt}
+        b = {v: np.clip(b[v], net.variables[v].bounds.lo, net.variables[v].bounds.hi) for v in wrt}
+        with np.errstate(all="ignore"):
+            fa, fb = (evaluate(net, node, {**env, **pt}).reshape(n, -1) for pt in (a, b))
+        ok = np.isfinite(fa) & np.isfinite(fb) & (np.abs(fa) < 1e12) & (np.abs(fb) < 1e12)
+        tol = 1e-7 * (np.abs(fa) + np.abs(fb)) + 1e-9
+        drop = (fa - fb) if mono == "nondecreasing" else (fb - fa)
+        assert not np.any(ok & (drop > tol)), f"{name} {mono} in {wrt}\n{text}"
+
+
+def test_monotonicity_claims_are_proved_or_refuted_with_a_checked_pair():
+    from dcpnet.verify import Verifier, run_checks
+
+    text = ("input x[2]\ninput t\nparam W[3, 2] >= 0\nparam b[3]\nz = relu(W @ x + b)\nf = sum(z) + sum(x)\n"
+            "g = sum_squares(x)\nh = exp(-t)\ncheck increasing(f) in x\ncheck decreasing(f) in x\n"
+            "check not increasing(g) in x\ncheck decreasing(h) in t\n")
+    net = load_text(text)
+    results = run_checks(Verifier(net, budget=2.0), None)
+    verdicts = [(r.claim, r[r.claim.removeprefix("not ")].verdict.value, r.holds) for r in results]
+    assert verdicts == [("increasing", "proved", True), ("decreasing", "refuted", False),
+                        ("not increasing", "refuted", True), ("decreasing", "proved", True)]
+    w = results[1]["decreasing"].witness
+    moved = [k for k in range(2) if w["a"]["x"][k] != w["b"]["x"][k]]
+    assert len(moved) == 1 and w["a"]["x"][moved[0]] < w["b"]["x"][moved[0]] and w["f_a"] < w["f_b"]
+    assert results[0].as_json()["increasing"]["certificate"]["monotonicity"] == "nondecreasing"

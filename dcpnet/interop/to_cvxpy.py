@@ -236,7 +236,7 @@ class _Objective:
         self.fixed = fixed
         self.free = [n for n in net.inputs if n not in fixed]
         self.parametric = parametric
-        self.verifier = Verifier(net, budget=1.0)
+        self.verifier = Verifier(net, budget=1.0, beyond=())   # the rules alone: the forms CVXPY accepts
         self.analyzer = self.verifier.analyzer
         self.steps = self.analyzer.steps(frozenset(self.free))
         self.mode: dict[int, str] = {}            # "num", "par" (depends on a Parameter) or "var"
