@@ -65,6 +65,31 @@ class Failure:
         return None if self.hint_words is None else _fmt(self.hint_words)
 
 
+class _FactorsDependence:
+    """The words for a product of two varying factors, naming exactly the variables each factor depends on
+    (`wout` depends on wout and `z10` on W0, b0, ...); formed only when a report reads them."""
+
+    SHOWN = 8
+
+    def __init__(self, net: Network, node: Node, wrt):
+        self.net, self.node, self.wrt = net, node, wrt
+
+    def _variables(self, node_id: int) -> list[str]:
+        used = {self.net.nodes[i].attrs[0] for i in self.net.ancestors(node_id) if self.net.nodes[i].op == "var"}
+        names = [v for v in self.net.variables if v in used and v in self.wrt]
+        if len(names) > self.SHOWN:
+            return names[:self.SHOWN] + [f"… ({len(names)} in all)"]
+        return names
+
+    def __str__(self) -> str:
+        a, b = (self.net.nodes[i] for i in self.node.args)
+        va, vb = self._variables(a.id), self._variables(b.id)
+        tail = ": a product of two non-constant factors is not covered by the composition rules"
+        if va == vb:
+            return f"`{a.label}` and `{b.label}` both depend on {', '.join(va)}{tail}"
+        return f"`{a.label}` depends on {', '.join(va)} and `{b.label}` on {', '.join(vb)}{tail}"
+
+
 def _hint(text: str | None) -> tuple | None:
     return None if text is None else (text,)
 
@@ -374,10 +399,7 @@ class Analyzer:
                     mono, deps, blame)
 
     def _product_failure(self, node: Node, wrt) -> Failure:
-        a, b = (self.net.nodes[i] for i in node.args)
-        return Failure(node.id, "product rule",
-                       (("`{}` and `{}` both depend on {}: a product of two non-constant factors is not covered by "
-                        "the composition rules"), a.label, b.label, ", ".join(sorted(wrt))),
+        return Failure(node.id, "product rule", ("{}", _FactorsDependence(self.net, node, wrt)),
                        ("analyse in fewer variables (fixing one factor), or let the refuter look for a witness",))
 
     def _factor_range(self, node: Node, factor_at: int) -> Interval:

@@ -197,7 +197,8 @@ class Verifier:
             broken = next((props[p] for p in ("convex", "concave") if props[p].verdict is Verdict.REFUTED), None)
             if broken is not None:
                 affine.verdict, affine.witness = Verdict.REFUTED, broken.witness
-                affine.reason = f"not {broken.prop}, so not affine: {broken.reason}"
+                why = broken.reason.removeprefix(f"not {broken.prop}: ")
+                affine.reason = f"not affine, since not {broken.prop}: {why}"
 
     def refuter(self):
         """The witness search, made on first use (it brings the evaluator; a proof alone never needs it)."""
