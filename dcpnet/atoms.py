@@ -17,6 +17,7 @@ are read with mpmath.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,6 +83,12 @@ class ScalarAtom:
     # |NumPy f - true f| ≤ rtol·|true f| where |f| ≥ 1e-290 (0: f is exact). None (user atoms): unknown, so
     # `image` evaluates the ends of pieces with mpmath instead
     rtol: float | None = None
+    # user atoms: a sound interval extension of f on a box (outward rounded, from the body as written).
+    # `image` then bounds every region that is not a monotone piece by it, never by the turning-point rule
+    enclose: Callable | None = field(default=None, compare=False, repr=False)
+    var: str = "u"                # the argument's name, for the words of reports
+    second_derivative: str = ""   # f'' in words where one formula holds (user atoms), for reports
+    notes: tuple[str, ...] = ()   # what limited the derivation (a time or memory limit), for reports
     # working state, rebuilt by __post_init__ whatever is passed (so `ScalarAtom(**a.__dict__)` copies cleanly)
     _f_inside: Callable | None = field(default=None, compare=False, repr=False)   # f without the domain mask
     _images: dict | None = field(default=None, compare=False, repr=False)        # box → image cache
@@ -122,6 +129,8 @@ class ScalarAtom:
 
     def _image(self, box: Interval) -> Interval:
         box = box.meet(self.domain) or self.domain
+        if self.enclose is not None:
+            return self._image_enclosed(box)
         ends = {e for iv in self.increasing_on + self.decreasing_on for e in (iv.lo, iv.hi) if box.lo < e < box.hi}
         cuts = sorted({box.lo, box.hi} | ends)
         with np.errstate(all="ignore"):
@@ -132,6 +141,30 @@ class ScalarAtom:
             lo, hi = min(lo, p_lo), max(hi, p_hi)
         b = self.bounds
         return Interval(max(lo, b.lo), min(hi, b.hi)) if max(lo, b.lo) <= min(hi, b.hi) else b
+
+    def _image_enclosed(self, box: Interval) -> Interval:
+        """End values (enclosed) on each monotone piece; the subdivided enclosure on every other region."""
+        inc, dec = self.increasing_on, self.decreasing_on
+        ends = {e for iv in inc + dec for e in (iv.lo, iv.hi) if box.lo < e < box.hi}
+        cuts = sorted({box.lo, box.hi} | ends)
+        regions = list(itertools.pairwise(cuts)) or [(box.lo, box.hi)]
+        lo, hi = INF, -INF
+        for a, b in regions:
+            if _holds(a, b, inc) or _holds(a, b, dec):
+                parts = [self._end_value(a, b), self._end_value(b, a)]
+            else:
+                parts = [self.enclose(Interval(a, b))]
+            lo, hi = min(lo, *(p.lo for p in parts)), max(hi, *(p.hi for p in parts))
+        b = self.bounds
+        return Interval(max(lo, b.lo), min(hi, b.hi)) if max(lo, b.lo) <= min(hi, b.hi) else b
+
+    def _end_value(self, u: float, other: float) -> Interval:
+        """An enclosure of f at the end u of a monotone piece (of its limit, over the tail, when u is infinite)."""
+        if math.isfinite(u):
+            return self.enclose(point(u))
+        if math.isfinite(other):
+            return self.enclose(Interval(min(u, other), max(u, other)))
+        return self.enclose(REALS)
 
     def _piece_image(self, a: float, b: float, fa: tuple, fb: tuple) -> tuple[float, float]:
         lo, hi = min(fa[0], fb[0]), max(fa[1], fb[1])

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 from . import syntax as st
 from .atoms import PARAMETRIC_ATOMS, REDUCTIONS, SCALAR_ATOMS, ScalarAtom, power
 from .errors import DcpnetError, Diagnostic, SourceText, did_you_mean
-from .lattice import Interval
+from .lattice import Interval, enclose
 
 Shape = tuple[int, ...]
 
 # Node operations. `attrs` holds what the op needs beyond its arguments:
-#   var (name,)  const (value,)  add sub mul div matmul neg ()  index (i,)  slice (start, stop)  concat ()
+#   var (name,)  const (value, exact)  add sub mul div matmul neg ()  index (i,)  slice (start, stop)  concat ()
+#   (a const's value is the nearest double, for the float evaluator; exact the literal as written, a Fraction)
 #   scalar (key,) with key ("relu",), ("power", p), ("leaky_relu", a) or ("user", name)
 #   reduce (name,) for sum, max, norm2, quad_over_lin, maximum, minimum, ...
 BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}
@@ -57,10 +59,16 @@ class Variable:
     name: str
     kind: str                    # "input", "param" or "const" (a constant: never a variable of a check)
     shape: Shape
-    bounds: Interval             # the declared constraint (the whole line when none)
+    bounds: Interval             # the declared constraint, rounded outward (the whole line when none)
     node: int
     line: int
     col: int
+    exact: tuple = (None, None)  # the bounds as the decimals written (Fraction, or None where infinite)
+
+    def admits(self, value: Fraction) -> bool:
+        """True when an exact value satisfies the declared constraint as written (0.1 is one tenth)."""
+        lo, hi = self.exact
+        return (lo is None or value >= lo) and (hi is None or value <= hi)
 
 
 @dataclass
@@ -72,6 +80,7 @@ class Network:
     outputs: list[str] = field(default_factory=list)
     checks: list[st.Check] = field(default_factory=list)
     atom_defs: dict[str, st.AtomDef] = field(default_factory=dict)
+    user_atoms: dict[str, ScalarAtom] = field(default_factory=dict)   # derived on first use (sympy)
     # values of the constants fixed to known arrays (`check --params`, see dcpnet/fixed.py); the analysis
     # reads their ranges from `variables` and the refuter uses exactly these values
     fixed: dict = field(default_factory=dict)
@@ -126,6 +135,23 @@ class Network:
 
             return user_atom(self, key[1])
         return SCALAR_ATOMS[kind]
+
+
+def declared_range(d: st.Decl) -> Interval:
+    """The declared constraint as an outward-rounded interval: it holds every real the decimals admit."""
+    lo = enclose(d.lo_exact).lo if d.lo_exact is not None else d.lo
+    hi = enclose(d.hi_exact).hi if d.hi_exact is not None else d.hi
+    return Interval(lo, hi)
+
+
+def const_range(node: Node) -> Interval:
+    """A constant node's range: the outward-rounded enclosure of the literal as written.
+
+    >>> const_range(load_text("input x\\ny = x * 0.1\\n").nodes[1])
+    Interval(lo=0.09999999999999999, hi=0.1)
+    """
+    value, exact = node.attrs
+    return enclose(exact) if exact is not None else Interval(value, value)
 
 
 def build(program: st.Program) -> Network:
@@ -223,8 +249,8 @@ class _Builder:
             return
         node = self.intern("var", (), d.shape, (d.name,), d.name, d.pos.line, d.pos.col)
         node.names.append(d.name)
-        self.net.variables[d.name] = Variable(d.name, d.kind, d.shape, Interval(d.lo, d.hi), node.id,
-                                              d.pos.line, d.pos.col)
+        self.net.variables[d.name] = Variable(d.name, d.kind, d.shape, declared_range(d), node.id,
+                                              d.pos.line, d.pos.col, (d.lo_exact, d.hi_exact))
         self.net.names[d.name] = node.id
 
     def shape_ok(self, d: st.Decl) -> bool:
@@ -248,7 +274,7 @@ class _Builder:
             if not math.isfinite(bound):
                 self.fail(f"the bound {_number_words(bound)}", p.line, p.col)
                 return False
-        if d.lo > d.hi:
+        if d.lo > d.hi or (d.lo_exact is not None and d.hi_exact is not None and d.lo_exact > d.hi_exact):
             self.fail(f"empty constraint: in [{d.lo:g}, {d.hi:g}] the lower bound exceeds the upper one",
                       lo_pos.line, lo_pos.col)
             return False
@@ -289,6 +315,8 @@ class _Builder:
                 self.fail(f"the number {_number_words(e.value)}", e.line, e.col)
             elif isinstance(e, st.Pow) and not math.isfinite(e.exponent):
                 self.fail(f"the exponent {_number_words(e.exponent)}", e.line, e.col)
+            elif isinstance(e, st.Pow) and _rounds_onto_integer(e.exponent, e.exponent_exact):
+                self.fail(_ROUNDS_ONTO.format(what="exponent", value=e.exponent, kind="an integer"), e.line, e.col)
             elif isinstance(e, st.BinOp) and e.op == "@":
                 self.fail(f"`@` in atom `{a.name}`: an atom is a scalar function", e.line, e.col)
             elif isinstance(e, (st.Index, st.Slice)):
@@ -313,6 +341,9 @@ class _Builder:
                 self.fail(f"`{f}` takes 2 arguments, got {n}", e.line, e.col)
             elif not isinstance(e.args[1], st.Num):
                 self.fail(f"the second argument of `{f}` must be a number", e.args[1].line, e.args[1].col)
+            elif _slope_rounds_onto_class_edge(e.args[1]):
+                c = e.args[1]
+                self.fail(_ROUNDS_ONTO.format(what="slope", value=c.value, kind="0 or 1"), c.line, c.col)
         elif n != 1:
             self.fail(f"`{f}` takes 1 argument, got {n}", e.line, e.col)
 
@@ -387,7 +418,8 @@ class _Builder:
             if not math.isfinite(e.value):
                 self.fail(f"the number {_number_words(e.value)}", e.line, e.col)
                 raise _Poisoned
-            return self.intern("const", (), (), (e.value,), f"{e.value:g}", e.line, e.col)
+            exact = e.exact if e.exact is not None else Fraction(e.value)
+            return self.intern("const", (), (), (e.value, exact), f"{e.value:g}", e.line, e.col)
         if isinstance(e, st.Name):
             return self.lookup(e)
         if isinstance(e, st.Neg):
@@ -414,6 +446,9 @@ class _Builder:
         p = e.exponent
         if not math.isfinite(p):
             self.fail(f"the exponent {_number_words(p)}", e.line, e.col)
+            raise _Poisoned
+        if _rounds_onto_integer(p, e.exponent_exact):
+            self.fail(_ROUNDS_ONTO.format(what="exponent", value=p, kind="an integer"), e.line, e.col)
             raise _Poisoned
         return self.intern("scalar", (base,), base.shape, ("power", p), f"{_wrap(base, 5)}^{p:g}",
                            e.line, e.col, 4)
@@ -458,6 +493,9 @@ class _Builder:
             c = e.args[1]
             if not isinstance(c, st.Num):
                 self.fail(f"the second argument of `{f}` must be a number", c.line, c.col)
+                raise _Poisoned
+            if _slope_rounds_onto_class_edge(c):
+                self.fail(_ROUNDS_ONTO.format(what="slope", value=c.value, kind="0 or 1"), c.line, c.col)
                 raise _Poisoned
             return self.intern("scalar", args[:1], args[0].shape, (f, c.value), text, e.line, e.col)
         if f in REDUCTIONS:
@@ -590,6 +628,21 @@ def _walk(e: st.Expr):
         x = stack.pop()
         yield x
         stack.extend(_children(x))
+
+
+# Exponents and slopes are atom parameters: read as the nearest double, which keeps the order of numbers,
+# so the curvature class of u^p or leaky_relu(u, a) changes only where rounding lands on an integer
+# exponent or on the slopes 0 and 1. Such a literal would prove the class of a different function.
+_ROUNDS_ONTO = ("the {what} {value:.17g} as written is not {kind}, but it rounds to {kind} in double precision "
+                "(which would change its curvature); write it with fewer digits")
+
+
+def _rounds_onto_integer(value: float, exact: Fraction | None) -> bool:
+    return value.is_integer() and exact is not None and exact != Fraction(value)
+
+
+def _slope_rounds_onto_class_edge(c: st.Num) -> bool:
+    return c.value in (0.0, 1.0) and c.exact is not None and c.exact != Fraction(c.value)
 
 
 def _number_words(value: float) -> str:

@@ -11,6 +11,7 @@ import math
 import sys
 from dataclasses import dataclass
 from enum import Enum
+from fractions import Fraction
 
 INF = math.inf
 _MAX = sys.float_info.max
@@ -164,6 +165,21 @@ NONPOS = Interval(-INF, 0.0)
 
 def point(v: float) -> Interval:
     return Interval(v, v)
+
+
+def enclose(q: Fraction) -> Interval:
+    """The tightest float interval holding the exact rational q (a literal read as the decimal written).
+
+    >>> enclose(Fraction(1, 10)), enclose(Fraction(1, 2))
+    (Interval(lo=0.09999999999999999, hi=0.1), Interval(lo=0.5, hi=0.5))
+    """
+    f = float(q)   # correctly rounded; ±inf past the largest double
+    if math.isinf(f):
+        return Interval(_MAX, INF) if f > 0 else Interval(-INF, -_MAX)
+    exact = Fraction(f)
+    if exact == q:
+        return point(f)
+    return Interval(f, math.nextafter(f, INF)) if exact < q else Interval(math.nextafter(f, -INF), f)
 
 
 def hull_of(values) -> Interval:

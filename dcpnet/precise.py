@@ -8,6 +8,8 @@ outside a domain (log or sqrt of a negative number, division by zero, a complex 
 """
 from __future__ import annotations
 
+from fractions import Fraction
+
 import mpmath
 import numpy as np
 
@@ -76,6 +78,28 @@ def _mpf(x):
     return mpmath.mpf(float(x))                # exact: a float is a dyadic rational
 
 
+def exact_mpf(q: Fraction) -> mpmath.mpf:
+    """The rational q rounded once to the working precision."""
+    return mpmath.mpf(mpmath.libmp.from_rational(q.numerator, q.denominator, mpmath.mp.prec, "n"))
+
+
+def mpf_fraction(x: mpmath.mpf) -> Fraction:
+    """An mpf exactly, as a Fraction."""
+    man, exp = x.man_exp
+    return Fraction(man) * (Fraction(2) ** exp)
+
+
+def _check_declared(net: Network, name: str, value) -> None:
+    """A point outside a declared constraint, read as the decimals written (`x >= 0.1` admits no float
+    below one tenth), is no point of the claim: OutsideDomain."""
+    var = net.variables.get(name)
+    if var is None or var.exact == (None, None):
+        return
+    for v in (value.flat if isinstance(value, np.ndarray) else (value,)):
+        if not (isinstance(v, mpmath.mpf) and mpmath.isfinite(v) and var.admits(mpf_fraction(v))):
+            raise OutsideDomain(f"{name} = {mpmath.nstr(v, 20)} is outside its declared constraint")
+
+
 def _check_real(node: Node, value) -> None:
     items = value.flat if isinstance(value, np.ndarray) else (value,)
     for v in items:
@@ -89,9 +113,11 @@ def _value(net: Network, node: Node, args: list, env: dict):
         name = node.attrs[0]
         if name not in env:
             raise ValueError(f"no value for `{name}`")
-        return to_mp(env[name], node.shape)
+        value = to_mp(env[name], node.shape)
+        _check_declared(net, name, value)
+        return value
     if op == "const":
-        return mpmath.mpf(repr(node.attrs[0]))   # the literal as written, e.g. one tenth for 0.1
+        return exact_mpf(node.attrs[1])   # the literal as written, e.g. one tenth for 0.1
     if op == "add":
         return args[0] + args[1]
     if op == "sub":

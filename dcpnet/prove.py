@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from . import lattice as L
 from .atoms import REDUCTIONS, ScalarAtom
-from .graph import Network, Node
+from .graph import Network, Node, const_range
 from .lattice import Curvature, Interval, Monotonicity
 
 C = Curvature
@@ -644,7 +644,7 @@ def _concat_range(an: Analyzer, node: Node, r: list[Interval]) -> Interval:
 
 RANGE_RULES: dict[str, Callable] = {
     "var": lambda an, node, r: an.net.variables[node.attrs[0]].bounds,
-    "const": lambda an, node, r: L.point(node.attrs[0]),
+    "const": lambda an, node, r: const_range(node),   # the literal as written, rounded outward
     "add": lambda an, node, r: L.add(r[0], r[1]),
     "sub": lambda an, node, r: L.sub(r[0], r[1]),
     "mul": lambda an, node, r: L.mul(r[0], r[1]),

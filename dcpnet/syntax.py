@@ -10,6 +10,7 @@ import math
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
@@ -26,7 +27,8 @@ class Expr:
 
 @dataclass(frozen=True, eq=False)
 class Num(Expr):
-    value: float
+    value: float                       # the nearest double (nan when unusable: see `_float`)
+    exact: Fraction | None = None      # the decimal as written, exactly (None when `value` is not finite)
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,7 +72,8 @@ class BinOp(Expr):
 @dataclass(frozen=True, eq=False)
 class Pow(Expr):
     base: Expr
-    exponent: float
+    exponent: float                    # the nearest double: u^p is the power atom of this p
+    exponent_exact: Fraction | None = None   # the exponent as written (None: folded to an irrational)
 
 
 # -- statements ----------------------------------------------------------------------------------------
@@ -93,6 +96,8 @@ class Decl:
     size_pos: tuple[Pos, ...] = ()     # where each size of the shape is written
     hi_pos: Pos | None = None          # where the upper bound of `in [lo, hi]` is written
     constraint: str = ""               # which form was written: "", ">=", "<=" or "in"
+    lo_exact: Fraction | None = None   # the bounds as the decimals written (None: infinite or unusable)
+    hi_exact: Fraction | None = None
 
 
 @dataclass(frozen=True)
@@ -185,9 +190,26 @@ def _float(tok) -> float:
     return value
 
 
+def exact_decimal(tok) -> Fraction | None:
+    """The literal as the exact decimal written (`0.1` is one tenth); None where `_float` is not finite.
+
+    >>> exact_decimal("0.1"), exact_decimal("1e400")
+    (Fraction(1, 10), None)
+    """
+    value = _float(tok)
+    if not math.isfinite(value):
+        return None
+    return Fraction(0) if value == 0 else Fraction(str(tok))   # a zero skips 10**exponent (0e999999999)
+
+
 def _signed(children) -> float:
     sign = -1.0 if len(children) == 2 and children[0] == "-" else 1.0
     return sign * _float(children[-1])
+
+
+def _signed_exact(children) -> Fraction | None:
+    exact = exact_decimal(children[-1])
+    return -exact if exact is not None and len(children) == 2 and children[0] == "-" else exact
 
 
 def _power(base: float, exponent: float) -> float:
@@ -199,6 +221,15 @@ def _power(base: float, exponent: float) -> float:
         return math.inf
     except ValueError:  # a negative base to a fractional power, or 0 to a negative one
         return math.nan
+
+
+def _exact_power(base: Fraction | None, exponent: Fraction | None) -> Fraction | None:
+    """base ** exponent when it is rational and small enough to hold; None otherwise."""
+    if base is None or exponent is None or exponent.denominator != 1 or abs(exponent) > 64:
+        return None
+    if base == 0 and exponent < 0:
+        return None
+    return base ** int(exponent)
 
 
 def _make_transformer():
@@ -235,17 +266,17 @@ def _make_transformer():
                     "size_pos": tuple(_pos(t) for t in sizes)}
 
         def signed_number(self, items):
-            return (_signed(items), _pos(items[0]))
+            return (_signed(items), _pos(items[0]), _signed_exact(items))
 
         def at_least(self, items):
-            return {"lo": items[0][0], "constraint_pos": items[0][1], "constraint": ">="}
+            return {"lo": items[0][0], "constraint_pos": items[0][1], "constraint": ">=", "lo_exact": items[0][2]}
 
         def at_most(self, items):
-            return {"hi": items[0][0], "constraint_pos": items[0][1], "constraint": "<="}
+            return {"hi": items[0][0], "constraint_pos": items[0][1], "constraint": "<=", "hi_exact": items[0][2]}
 
         def between(self, items):
             return {"lo": items[0][0], "hi": items[1][0], "constraint_pos": items[0][1],
-                    "hi_pos": items[1][1], "constraint": "in"}
+                    "hi_pos": items[1][1], "constraint": "in", "lo_exact": items[0][2], "hi_exact": items[1][2]}
 
         # definitions
         def assignment(self, items):
@@ -273,20 +304,23 @@ def _make_transformer():
         def negate(self, items):
             op, operand = items
             if isinstance(operand, Num):  # -2 is a number, so `x^-2` and `-1 * x` read naturally
-                return Num(op.line, op.column, -operand.value)
+                exact = None if operand.exact is None else -operand.exact
+                return Num(op.line, op.column, -operand.value, exact)
             return Neg(op.line, op.column, operand)
 
         def power(self, items):
-            base, op, exponent = items
-            return Pow(op.line, op.column, base, exponent)
+            base, op, (value, exact) = items
+            return Pow(op.line, op.column, base, value, exact)
 
         def exponent(self, items):
-            sign = -1.0 if items[0] == "-" else 1.0
+            """(the nearest double, the exact value or None when folding left the rationals)."""
+            sign = -1 if items[0] == "-" else 1
             rest = items[1:] if getattr(items[0], "type", None) == "SIGN" else items
-            value = _float(rest[0])
+            base = rest[0]
+            value, exact = (_float(base), exact_decimal(base)) if not isinstance(base, tuple) else base
             if len(rest) == 3:  # base ^ exponent, right-associative
-                value = _power(value, rest[2])
-            return sign * value
+                value, exact = _power(value, rest[2][0]), _exact_power(exact, rest[2][1])
+            return sign * value, (None if exact is None else sign * exact)
 
         def call(self, items):
             name, args = items[0], tuple(a for a in items[1:] if a is not None)
@@ -302,7 +336,7 @@ def _make_transformer():
 
         def number(self, items):
             tok = items[0]
-            return Num(tok.line, tok.column, _float(tok))
+            return Num(tok.line, tok.column, _float(tok), exact_decimal(tok))
 
         def name(self, items):
             tok = items[0]

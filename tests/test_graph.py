@@ -3,6 +3,7 @@ line:col SPEC section 3 asks for (the operator of a binary operation, the name o
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import pytest
 
@@ -82,7 +83,7 @@ def test_a_param_tied_across_layers_is_one_leaf():
 def test_constants_are_shared_and_distinguished():
     net = net_of("y = 2 * x + 2 * t + 3\n")
     consts = [n.attrs for n in net.nodes if n.op == "const"]
-    assert consts == [(2.0,), (3.0,)]
+    assert consts == [(2.0, Fraction(2)), (3.0, Fraction(3))]   # (nearest double, the decimal written)
 
 
 def test_default_output_is_the_last_assignment():

@@ -1,8 +1,7 @@
-"""User atoms: curvature, monotonicity and range of a scalar formula, derived with sympy (the only sympy importer).
+"""Curvature and monotonicity facts of a scalar formula f(u), on intervals of the real line.
 
-An atom body becomes a sympy expression f(u) plus the conditions its built-ins put on their arguments. The
-analysis then works on intervals of the real line, never on sympy's all-of-ℝ predicates (`is_convex` calls
-sqrt non-convex because it is undefined for u < 0, and calls a leaky relu of slope 2 convex):
+sympy's own predicates speak of all of ℝ (`is_convex` calls sqrt non-convex because it is undefined for u < 0,
+and calls a leaky relu of slope 2 convex), so the analysis works piece by piece:
 
 1. the natural domain, as a union of intervals (its components);
 2. kinks: every `Abs`, `Max`, `Min` and `Piecewise` is resolved innermost first by splitting at the zeros of
@@ -15,197 +14,29 @@ sqrt non-convex because it is undefined for u < 0, and calls a leaky relu of slo
 
 Every sympy question runs under a time limit. A timeout, an exception or an unsolved set (`ConditionSet`)
 makes the facts touching that piece unknown — never guessed. A float grid check can only remove facts.
-Numbers are read as the exact decimals written (0.1 is 1/10).
-
-If the natural domain is not an interval (1/u), `domain` is its closed hull and the facts are intervals inside
-its components only; a box spanning a hole is covered by no fact.
 
 >>> u = sp.Symbol("u", real=True)
->>> a = derive(u**2, u, "sq", "u^2")
->>> a.convex_on, a.decreasing_on, a.derivative
-((Interval(lo=-inf, hi=inf),), (Interval(lo=-inf, hi=0.0),), '2*u')
+>>> an = analyse(sp.Max(u, 0), u)
+>>> an.facts["convex"], an.facts["concave"]   # (lo, hi, lo_open, hi_open): the slope rises at 0
+([(-oo, oo, False, False)], [(-oo, 0, False, False), (0, oo, False, False)])
 """
 from __future__ import annotations
 
 import itertools
 import math
-import signal
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mpmath
 import numpy as np
 import sympy as sp
 
-from . import syntax as st
-from .atoms import SELU_A, SELU_L, ScalarAtom
-from .lattice import INF, REALS, Interval
+from ..lattice import INF, REALS, Interval
+from .limits import Asker, Unknown
 
-QUESTION_SECONDS = 0.5     # one sympy question (a solve, a limit, a simplification)
-ATOM_SECONDS = 5.0         # all questions about one atom; past it the rest are unknown
 DIGITS = 30                # precision of sign readings and endpoint values
-
 PROPS = ("increasing", "decreasing", "convex", "concave")
+NUMPY_EXTRAS = {"erf": np.vectorize(math.erf, otypes=[float])}
 
-
-# -- time limits ------------------------------------------------------------------------------------
-class _Timeout(BaseException):
-    """Raised by the alarm; a BaseException so sympy's own `except Exception` cannot swallow it."""
-
-
-class _Unknown(Exception):
-    """sympy could not answer in time or returned an unsolved set."""
-
-
-def _on_alarm(signum, frame):
-    raise _Timeout
-
-
-class _Asker:
-    """Runs sympy questions, each within QUESTION_SECONDS and all within one atom's budget."""
-
-    def __init__(self, seconds: float = ATOM_SECONDS):
-        self.deadline = time.monotonic() + seconds
-
-    def __call__(self, fn, *args, **kwargs):
-        budget = min(QUESTION_SECONDS, self.deadline - time.monotonic())
-        if budget <= 0:
-            raise _Unknown("out of time")
-        if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-            return self._with_alarm(budget, fn, args, kwargs)
-        return self._in_thread(budget, fn, args, kwargs)
-
-    @staticmethod
-    def _with_alarm(budget, fn, args, kwargs):
-        old_handler = signal.signal(signal.SIGALRM, _on_alarm)
-        start, old_timer = time.monotonic(), (0.0, 0.0)
-        try:
-            try:
-                old_timer = signal.setitimer(signal.ITIMER_REAL, budget)
-                return fn(*args, **kwargs)
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)   # the alarm may still fire up to here: caught below
-        except _Timeout:
-            raise _Unknown("timeout") from None
-        except (_Unknown, KeyboardInterrupt):
-            raise
-        except Exception as err:  # noqa: BLE001 - sympy raises NotImplementedError, ValueError, TypeError, ...
-            raise _Unknown(repr(err)) from None
-        finally:
-            signal.signal(signal.SIGALRM, old_handler)
-            if old_timer[0] > 0:  # someone else's alarm was running: put it back
-                signal.setitimer(signal.ITIMER_REAL, max(old_timer[0] - (time.monotonic() - start), 1e-3),
-                                 old_timer[1])
-
-    @staticmethod
-    def _in_thread(budget, fn, args, kwargs):
-        # no alarms outside the main thread: run in a daemon thread and abandon it when late
-        box: list = []
-
-        def work():
-            try:
-                box.append(("ok", fn(*args, **kwargs)))
-            except Exception as err:  # noqa: BLE001 - reported as unknown
-                box.append(("err", err))
-
-        worker = threading.Thread(target=work, daemon=True)
-        worker.start()
-        worker.join(budget)
-        if not box or box[0][0] != "ok":
-            raise _Unknown("timeout or error")
-        return box[0][1]
-
-
-# -- the language's built-ins as sympy formulas -----------------------------------------------------
-def _dec(v: float) -> sp.Rational:
-    """A float as the exact decimal it prints as (0.1 → 1/10)."""
-    return sp.Rational(repr(float(v)))
-
-
-_SELU_L, _SELU_A = _dec(SELU_L), _dec(SELU_A)
-
-# name → (formula of the argument a, conditions on a beyond those the formula implies)
-BUILTIN_FORMULAS: dict[str, tuple] = {
-    "relu": (lambda a: sp.Max(a, 0), ()),
-    "abs": (lambda a: sp.Abs(a), ()),
-    "square": (lambda a: a**2, ()),
-    "sqrt": (lambda a: sp.sqrt(a), ()),
-    "exp": (lambda a: sp.exp(a), ()),
-    "log": (lambda a: sp.log(a), ()),
-    "softplus": (lambda a: sp.log(1 + sp.exp(a)), ()),
-    "sigmoid": (lambda a: 1 / (1 + sp.exp(-a)), ()),
-    "tanh": (lambda a: sp.tanh(a), ()),
-    "elu": (lambda a: sp.Max(a, 0) + sp.exp(sp.Min(a, 0)) - 1, ()),
-    "selu": (lambda a: _SELU_L * (sp.Max(a, 0) + _SELU_A * (sp.exp(sp.Min(a, 0)) - 1)), ()),
-    "gelu": (lambda a: a * (1 + sp.erf(a / sp.sqrt(2))) / 2, ()),
-    "silu": (lambda a: a / (1 + sp.exp(-a)), ()),
-    "inv_pos": (lambda a: 1 / a, (">0",)),
-    "entr": (lambda a: sp.Piecewise((-a * sp.log(a), a > 0), (0, True)), (">=0",)),
-    "huber": (lambda a: sp.Min(sp.Abs(a), 1) ** 2 + 2 * sp.Max(sp.Abs(a) - 1, 0), ()),
-}
-
-
-def leaky_relu_formula(a: sp.Expr, slope: sp.Expr) -> sp.Expr:
-    return sp.Max(a, 0) + slope * sp.Min(a, 0)
-
-
-# -- syntax tree → sympy ----------------------------------------------------------------------------
-@dataclass
-class _Converter:
-    defs: dict
-    conditions: list = field(default_factory=list)   # (g, ">0" | ">=0" | "!=0")
-
-    def expr(self, e: st.Expr, env: dict[str, sp.Expr]) -> sp.Expr:
-        if isinstance(e, st.Num):
-            return _dec(e.value)
-        if isinstance(e, st.Name):
-            return env[e.id]
-        if isinstance(e, st.Neg):
-            return -self.expr(e.operand, env)
-        if isinstance(e, st.BinOp):
-            a, b = self.expr(e.left, env), self.expr(e.right, env)
-            return {"+": a + b, "-": a - b, "*": a * b}[e.op] if e.op != "/" else a / b
-        if isinstance(e, st.Pow):
-            return self.power(self.expr(e.base, env), e.exponent)
-        if isinstance(e, st.Call):
-            return self.call(e.func, [self.expr(a, env) for a in e.args])
-        raise ValueError(f"{type(e).__name__} cannot appear in an atom body")
-
-    def power(self, base: sp.Expr, p: float) -> sp.Expr:
-        # the domain follows `atoms.power`: u ≥ 0 for fractional p, u > 0 for any p < 0 (as in CVXPY)
-        q = _dec(p)
-        if q < 0:
-            self.conditions.append((base, ">0"))
-        elif not q.is_integer:
-            self.conditions.append((base, ">=0"))
-        return sp.Integer(1) if q == 0 else base**q
-
-    def call(self, func: str, args: list[sp.Expr]) -> sp.Expr:
-        if func in BUILTIN_FORMULAS:
-            formula, conds = BUILTIN_FORMULAS[func]
-            self.conditions.extend((args[0], c) for c in conds)
-            return formula(args[0])
-        if func == "leaky_relu":
-            if not args[1].is_number:
-                raise ValueError("leaky_relu needs a constant slope")
-            return leaky_relu_formula(args[0], args[1])
-        if func in ("maximum", "minimum"):
-            return (sp.Max if func == "maximum" else sp.Min)(*args)
-        d = self.defs[func]  # an earlier user atom: inline it
-        return self.expr(d.body, {d.arg: args[0]})
-
-
-def to_sympy(net, name: str) -> tuple[sp.Expr, sp.Symbol, tuple]:
-    """The body of user atom `name` as a sympy expression in its argument, and its domain conditions."""
-    d = net.atom_defs[name]
-    var = sp.Symbol(d.arg, real=True)
-    conv = _Converter(net.atom_defs)
-    expr = conv.expr(d.body, {d.arg: var})
-    return expr, var, tuple(conv.conditions)
-
-
-# -- the analysis -----------------------------------------------------------------------------------
 @dataclass
 class _Cell:
     lo: sp.Expr
@@ -229,10 +60,9 @@ class Analysis:
     facts: dict               # prop → list of exact (lo, hi)
     unknown: dict             # prop → list of Interval where the analysis could not decide
     pieces: list              # (lo, hi, smooth expr, its derivative) for the derivative text and df
-    atom: ScalarAtom | None = None
 
 
-def analyse(expr: sp.Expr, var: sp.Symbol, conditions: tuple = (), asker: _Asker | None = None) -> Analysis:
+def analyse(expr: sp.Expr, var: sp.Symbol, conditions: tuple = (), asker: Asker | None = None) -> Analysis:
     """Derive the interval facts of f = expr(var); `conditions` restrict the domain ((g, ">0"), ...).
 
     >>> u = sp.Symbol("u", real=True)
@@ -240,11 +70,11 @@ def analyse(expr: sp.Expr, var: sp.Symbol, conditions: tuple = (), asker: _Asker
     >>> an.facts["convex"], an.facts["concave"]   # (lo, hi, lo_open, hi_open): the slope rises at 0
     ([(-oo, oo, False, False)], [(-oo, 0, False, False), (0, oo, False, False)])
     """
-    ask = asker or _Asker()
+    ask = asker or Asker()
     everything = [REALS]
     try:
         components = _domain(expr, var, conditions, ask)
-    except _Unknown:
+    except Unknown:
         return Analysis(var, expr, [], [], [], {p: [] for p in PROPS}, {p: everything for p in PROPS}, [])
     cells, joins, pieces, unknown = [], [], [], {p: [] for p in PROPS}
     for ci, (lo, hi, lo_open, hi_open) in enumerate(components):
@@ -255,7 +85,7 @@ def analyse(expr: sp.Expr, var: sp.Symbol, conditions: tuple = (), asker: _Asker
             continue
         try:
             comp_pieces = _pieces(expr, var, lo, hi, ask)
-        except _Unknown:
+        except Unknown:
             for p in PROPS:
                 unknown[p].append(_outer(lo, hi))
             continue
@@ -311,7 +141,7 @@ def _domain(expr, var, conditions, ask) -> list:
         elif isinstance(part, sp.FiniteSet):
             comps.extend((x, x, False, False) for x in part.args)
         elif part is not sp.S.EmptySet:
-            raise _Unknown(f"domain {part}")
+            raise Unknown(f"domain {part}")
     return sorted(comps, key=lambda c: _num(c[0]))
 
 
@@ -350,7 +180,7 @@ def _branch(node, var, m):
     for e, cond in node.args:
         if bool(cond.subs(var, m)):
             return e
-    raise _Unknown("no Piecewise branch")
+    raise Unknown("no Piecewise branch")
 
 
 def _pieces(expr, var, lo, hi, ask) -> list:
@@ -374,10 +204,10 @@ def _fractional_bases(expr) -> list:
 
 
 def _zeros(g, var, lo, hi, ask) -> list:
-    """Exact zeros of g in the open interval (lo, hi); [] when g vanishes on all of it; _Unknown if unsolved."""
+    """Exact zeros of g in the open interval (lo, hi); [] when g vanishes on all of it; Unknown if unsolved."""
     found = _zero_set(g, var, lo, hi, ask)
     if found is None:
-        raise _Unknown("zeros")
+        raise Unknown("zeros")
     return [] if found == "all" else found
 
 
@@ -389,7 +219,7 @@ def _zero_set(g, var, lo, hi, ask):
         return []
     try:
         found = ask(sp.solveset, g, var, sp.Interval.open(lo, hi))
-    except _Unknown:
+    except Unknown:
         return None
     if found == sp.Interval.open(lo, hi):
         return "all"
@@ -427,7 +257,7 @@ def _tidy(e, ask):
     try:
         s = ask(lambda x: sp.factor_terms(sp.together(x)), e)
         return s if sp.count_ops(s) <= sp.count_ops(e) else e
-    except _Unknown:
+    except Unknown:
         return e
 
 
@@ -450,7 +280,7 @@ def _cell_sign(d, var, m, zeros, lo, hi) -> str:
         return "?"
     try:
         s = _sign_at(d, var, m)
-    except _Unknown:
+    except Unknown:
         return "?"
     if s == 0 or not _grid_agrees(d, var, lo, hi, s):
         return "?"
@@ -465,7 +295,7 @@ def _grid_agrees(d, var, lo, hi, s) -> bool:
         a, b = -10.0, 10.0
     xs = np.linspace(a, b, 41)[1:-1]
     try:
-        fn = sp.lambdify(var, d, modules=[_NUMPY_EXTRAS, "numpy"])
+        fn = sp.lambdify(var, d, modules=[NUMPY_EXTRAS, "numpy"])
         with np.errstate(all="ignore"):
             v = np.asarray(fn(xs), dtype=float) * np.ones_like(xs)
     except Exception:  # noqa: BLE001 - no float check possible; the exact answer stands
@@ -484,12 +314,12 @@ def _kink(expr, var, left: _Cell, right: _Cell, ask) -> dict:
         fk = _one_sided(expr, var, k, None, ask)
         vl, vr = _one_sided(left.expr, var, k, "-", ask), _one_sided(right.expr, var, k, "+", ask)
         continuous = bool(_same(fk, vl) and _same(fk, vr))
-    except _Unknown:
+    except Unknown:
         continuous = None
     try:
         sl, sr = _one_sided(left.d1, var, k, "-", ask), _one_sided(right.d1, var, k, "+", ask)
         rise = _compare(sr, sl, ask)    # +1: sr > sl, 0: equal, -1: sr < sl, None: unknown
-    except _Unknown:
+    except Unknown:
         rise = None
 
     def merge(slope_ok):  # True, False or None (unknown)
@@ -508,7 +338,7 @@ def _one_sided(e, var, k, side, ask):
     if v.is_finite and v.is_real is not False and v is not sp.nan:
         return v
     if side is None:
-        raise _Unknown("value at the kink")
+        raise Unknown("value at the kink")
     return ask(sp.limit, e, var, k, side)
 
 
@@ -640,7 +470,7 @@ def _sample(a, b):
 def _value_at(e, var, m):
     v = sp.N(e.subs(var, m), DIGITS)
     if not (v.is_number and v.is_real):
-        raise _Unknown(f"value {v}")
+        raise Unknown(f"value {v}")
     return v
 
 
@@ -660,7 +490,7 @@ def _bounds(an: Analysis, ask) -> Interval:
             return REALS
         try:
             ends = [_end_value(c.expr, an.var, c.lo, "+", ask), _end_value(c.expr, an.var, c.hi, "-", ask)]
-        except _Unknown:
+        except Unknown:
             return REALS
         lo = min(lo, *(_float_below(v) if v is not None else -INF for v in ends))
         hi = max(hi, *(_float_above(v) if v is not None else INF for v in ends))
@@ -677,245 +507,6 @@ def _end_value(e, var, x, side, ask):
     if v in (sp.oo, sp.S.NegativeInfinity):
         return v
     if not (v.is_number and v.is_real is not False) or isinstance(v, sp.AccumBounds) or v is sp.nan:
-        raise _Unknown(f"end value {v}")
+        raise Unknown(f"end value {v}")
     return v
 
-
-# -- the record -------------------------------------------------------------------------------------------
-_NUMPY_EXTRAS = {"erf": np.vectorize(math.erf, otypes=[float])}
-
-
-def _numpy(var, e, mp=None):
-    """An elementwise NumPy function; log1p/expm1 where they keep digits, and mpmath where floats overflow."""
-    from sympy.codegen.rewriting import optimize, optims_c99
-
-    try:
-        e = optimize(e, optims_c99)
-    except Exception:  # noqa: BLE001, S110 - an optimisation that does not apply is no loss
-        pass
-    raw = sp.lambdify(var, e, modules=[_NUMPY_EXTRAS, "numpy"])
-
-    def f(u):
-        u = np.asarray(u, dtype=float)
-        with np.errstate(all="ignore"):
-            out = np.asarray(raw(u), dtype=float) + np.zeros_like(u)
-        if mp is not None:
-            _repair(out, u, mp)
-        return out[()] if out.ndim == 0 else out
-
-    return f
-
-
-def _repair(out: np.ndarray, u: np.ndarray, mp) -> None:
-    """Recompute the few entries that came out inf or nan at finite points (exp(800) overflowing in log(1 + e^u))."""
-    bad = np.flatnonzero(~np.isfinite(out) & np.isfinite(u))
-    if 0 < bad.size <= 1000:
-        flat_out, flat_u = out.reshape(-1), u.reshape(-1)
-        for i in bad:
-            try:
-                v = mp(flat_u[i])
-                flat_out[i] = float(v) if isinstance(v, mpmath.mpf) else np.nan
-            except (ValueError, ZeroDivisionError, TypeError, OverflowError):
-                pass
-
-
-def _mpmath(var, e):
-    raw = sp.lambdify(var, e, modules="mpmath")
-
-    def mp(u):
-        v = raw(mpmath.mpf(u))
-        return v if isinstance(v, mpmath.mpc) else mpmath.mpf(v)
-
-    return mp
-
-
-def _derivative_text(an: Analysis) -> str:
-    """f' in words: one formula, or one per piece with the ranges where each holds."""
-    if not an.pieces:
-        return sp.sstr(sp.diff(an.expr, an.var))
-    texts = [(a, b, sp.sstr(d1)) for a, b, _, d1 in an.pieces]
-    merged = [list(texts[0])]
-    for a, b, t in texts[1:]:
-        if t == merged[-1][2] and a == merged[-1][1]:
-            merged[-1][1] = b
-        else:
-            merged.append([a, b, t])
-    if len(merged) == 1:
-        return merged[0][2]
-    v = an.var.name
-
-    def where(a, b):
-        if a is sp.S.NegativeInfinity:
-            return f"{v} < {sp.sstr(b)}"
-        if b is sp.oo:
-            return f"{v} > {sp.sstr(a)}"
-        return f"{sp.sstr(a)} < {v} < {sp.sstr(b)}"
-
-    return ", ".join(f"{t} for {where(a, b)}" for a, b, t in merged)
-
-
-def _df_expr(an: Analysis):
-    """f' as one Piecewise over the pieces, taking the left derivative at each kink."""
-    if not an.pieces:
-        return sp.diff(an.expr, an.var)
-    if len(an.pieces) == 1:
-        return an.pieces[0][3]
-    branches = [(d1, an.var <= b) for a, b, _, d1 in an.pieces[:-1]]
-    return sp.Piecewise(*branches, (an.pieces[-1][3], True))
-
-
-def _record(an: Analysis, name: str, formula: str, ask) -> ScalarAtom:
-    mp = _mpmath(an.var, an.expr)
-    facts = {p: tuple(iv for iv in (_inner(*run) for run in an.facts[p]) if iv is not None) for p in PROPS}
-    if an.components:
-        lo, _, lo_open, _ = an.components[0]
-        _, hi, _, hi_open = an.components[-1]
-        dom = _outer(lo, hi)
-        # a float end that is not the exact end lies outside the domain: it is excluded
-        open_at = (not math.isinf(dom.lo) and (lo_open or not _exact(dom.lo, lo)),
-                   not math.isinf(dom.hi) and (hi_open or not _exact(dom.hi, hi)))
-    else:
-        dom, open_at = REALS, (False, False)
-    return ScalarAtom(
-        name=name, formula=formula, derivative=_derivative_text(an),
-        convex_on=facts["convex"], concave_on=facts["concave"],
-        increasing_on=facts["increasing"], decreasing_on=facts["decreasing"],
-        f=_numpy(an.var, an.expr, mp), df=_numpy(an.var, _df_expr(an)), mp=mp,
-        domain=dom, open_at=open_at, bounds=_bounds(an, ask),
-    )
-
-
-_DERIVED: dict = {}
-_NOTES: dict[int, tuple] = {}   # id(atom) → (atom, argument name, f'' text), for the words in reports
-
-
-def derive(expr: sp.Expr, var: sp.Symbol, name: str, formula: str, conditions: tuple = ()) -> ScalarAtom:
-    """The ScalarAtom record of f = expr(var), derived once per process for each formula.
-
-    >>> u = sp.Symbol("u", real=True)
-    >>> a = derive(u * sp.log(u), u, "xlx", "u*log(u)")
-    >>> a.convex_on, a.domain, a.open_at
-    ((Interval(lo=0.0, hi=inf),), Interval(lo=0.0, hi=inf), (True, False))
-    """
-    key = (expr, var, name, formula, tuple(conditions))
-    if key not in _DERIVED:
-        ask = _Asker()
-        an = analyse(expr, var, tuple(conditions), ask)
-        atom = _record(an, name, formula, ask)
-        an.atom = atom
-        d2 = sp.sstr(an.pieces[0][3].diff(var)) if len(an.pieces) == 1 else ""
-        _NOTES[id(atom)] = (atom, var.name, d2)
-        _DERIVED[key] = atom
-    return _DERIVED[key]
-
-
-def _body_text(net, d: st.AtomDef) -> str:
-    lines = net.source.lines if net.source else []
-    line = lines[d.pos.line - 1] if 0 < d.pos.line <= len(lines) else ""
-    text = line.split("#", 1)[0]
-    return text.split("=", 1)[1].strip() if "=" in text else d.name
-
-
-def user_atom(net, name: str) -> ScalarAtom:
-    """The record of the user atom `name` of `net` (its facts derived with sympy, once per net and name).
-
-    >>> from dcpnet.graph import load_text
-    >>> net = load_text("input x\\natom sq(t) = t^2\\ny = sq(x)\\n")
-    >>> a = user_atom(net, "sq")
-    >>> a.increasing_on, a.decreasing_on, a.derivative
-    ((Interval(lo=0.0, hi=inf),), (Interval(lo=-inf, hi=0.0),), '2*t')
-    """
-    cache = net.__dict__.setdefault("_symbolic_atoms", {})
-    if name not in cache:
-        expr, var, conditions = to_sympy(net, name)
-        cache[name] = derive(expr, var, name, _body_text(net, net.atom_defs[name]), conditions)
-    return cache[name]
-
-
-# -- words for the reports ----------------------------------------------------------------------------------
-def _fmt(v: float) -> str:
-    return ("inf" if v > 0 else "-inf") if math.isinf(v) else f"{v:.6g}"
-
-
-def _fmt_set(lo: float, hi: float, lo_open: bool, hi_open: bool) -> str:
-    return f"{'(' if lo_open or math.isinf(lo) else '['}{_fmt(lo)}, {_fmt(hi)}{')' if hi_open or math.isinf(hi) else ']'}"
-
-
-def _box(box: Interval) -> str:
-    return _fmt_set(box.lo, box.hi, False, False)
-
-
-def _bad_part(box: Interval, wrong: tuple, right: tuple):
-    """A piece of `box` inside some `wrong` interval and outside every `right` one: (lo, hi, lo_open, hi_open)."""
-    for w in wrong:
-        part = box.meet(w)
-        if part is None:
-            continue
-        lo, hi, lo_open, hi_open = part.lo, part.hi, False, False
-        for r in right:  # cut away the right intervals touching the ends (the facts are maximal runs)
-            if r.lo <= lo <= r.hi:
-                lo, lo_open = r.hi, True
-            if r.lo <= hi <= r.hi:
-                hi, hi_open = r.lo, True
-        if lo < hi or (lo == hi and not (lo_open or hi_open)):
-            return lo, hi, lo_open, hi_open
-    return None
-
-
-def _names(atom: ScalarAtom) -> tuple[str, str]:
-    note = _NOTES.get(id(atom))
-    return (note[1], note[2]) if note and note[0] is atom else ("u", "")
-
-
-def explain_monotone(atom: ScalarAtom, box: Interval) -> str | None:
-    """Why `atom` is not nondecreasing on `box`, in words; None when it is.
-
-    >>> from dcpnet.atoms import SCALAR_ATOMS
-    >>> explain_monotone(SCALAR_ATOMS["square"], Interval(-1.0, INF))
-    "square'(u) = 2u < 0 for u in [-1, 0), inside the range [-1, inf)"
-    """
-    if atom.monotonicity_on_box(box).value in ("nondecreasing", "constant"):
-        return None
-    var, _ = _names(atom)
-    bad = _bad_part(box, atom.decreasing_on, atom.increasing_on)
-    if bad is None:
-        return (f"{atom.name}'({var}) = {atom.derivative} is not proved >= 0 for {var} in {box} "
-                f"(sympy could not decide its sign there)")
-    return f"{atom.name}'({var}) = {atom.derivative} < 0 for {var} in {_fmt_set(*bad)}, inside the range {_box(box)}"
-
-
-def explain_convex(atom: ScalarAtom, box: Interval) -> str | None:
-    """Why `atom` is not convex on `box`, in words; None when it is.
-
-    >>> from dcpnet.atoms import PARAMETRIC_ATOMS
-    >>> explain_convex(PARAMETRIC_ATOMS["leaky_relu"](2.0), Interval(-1.0, 1.0))
-    'leaky_relu(u, 2) has a kink at u = 0 where its slope drops (2 for u < 0, 1 for u > 0), inside the range [-1, 1]'
-    """
-    if atom.convex_on_box(box):
-        return None
-    var, d2 = _names(atom)
-    bad = _bad_part(box, atom.concave_on, atom.convex_on)
-    if bad is not None and (bad[0] < bad[1]):
-        what = f"{atom.name}''({var}) = {d2} < 0" if d2 else f"{atom.name} is concave, not convex,"
-        return f"{what} for {var} in {_fmt_set(*bad)}, inside the range {_box(box)}"
-    for a in atom.convex_on:  # two convex intervals meeting inside the box without merging: a kink
-        for b in atom.convex_on:
-            if a.hi == b.lo and box.lo < a.hi < box.hi:
-                return (f"{atom.formula} has a kink at {var} = {_fmt(a.hi)} where its slope drops "
-                        f"({atom.derivative}), inside the range {_box(box)}")
-    return f"{atom.name} is not proved convex for {var} in {box} (sympy could not decide the sign of its f'')"
-
-
-__all__ = [
-    "ATOM_SECONDS",
-    "BUILTIN_FORMULAS",
-    "QUESTION_SECONDS",
-    "Analysis",
-    "analyse",
-    "derive",
-    "explain_convex",
-    "explain_monotone",
-    "leaky_relu_formula",
-    "to_sympy",
-    "user_atom",
-]

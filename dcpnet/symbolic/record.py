@@ -1,0 +1,159 @@
+"""The ScalarAtom records of user atoms: facts from sympy (in a child, under limits), values from the body.
+
+`user_atom` is the production path. The child process converts the body to sympy and analyses it; only
+plain facts come back (`AtomFacts`). The record's values (NumPy f and f', mpmath, the interval enclosure
+that bounds undecided regions) are read from the body as written (`dcpnet.body`), never from sympy's
+simplified form. On a limit the facts are the sound default and the record's `notes` say why.
+
+`derive` is the in-process path for a sympy formula (the tests' catalogue and the self-check of the
+built-in table): values by lambdify, no child.
+"""
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from .. import syntax as st
+from ..atoms import ScalarAtom
+from ..body import Body, TooLarge
+from .analysis import NUMPY_EXTRAS, Analysis, analyse
+from .convert import to_sympy
+from .facts import AtomFacts, derive_facts, facts_of, fallback_facts
+from .limits import ATOM_SECONDS, MEMORY_BYTES, WALL_SECONDS, Asker, Limit, run_limited
+
+
+def user_atom(net, name: str) -> ScalarAtom:
+    """The record of the user atom `name` of `net`, derived once per network (kept in `net.user_atoms`).
+
+    >>> from dcpnet.graph import load_text
+    >>> net = load_text("input x\\natom sq(t) = t^2\\ny = sq(x)\\n")
+    >>> a = user_atom(net, "sq")
+    >>> a.increasing_on, a.decreasing_on, a.derivative, a.var
+    ((Interval(lo=0.0, hi=inf),), (Interval(lo=-inf, hi=0.0),), '2*t', 't')
+    """
+    if name not in net.user_atoms:
+        net.user_atoms[name] = _build(net, name)
+    return net.user_atoms[name]
+
+
+def _build(net, name: str) -> ScalarAtom:
+    d = net.atom_defs[name]
+    try:
+        body = Body.of(net.atom_defs, name)
+    except TooLarge as err:
+        return _unusable(d, _body_text(net, d), str(err))
+    try:
+        facts = run_limited(_child_facts, (net.atom_defs, name), WALL_SECONDS, MEMORY_BYTES)
+    except Limit as err:
+        facts = fallback_facts(f"{err}: its facts are unknown, its range is bounded by interval evaluation")
+    return _from_body(d, _body_text(net, d), body, facts)
+
+
+def _child_facts(defs: dict, name: str) -> AtomFacts:
+    """Runs in the child: the body to sympy, then the analysis (each question under its own alarm)."""
+    expr, var, conditions = to_sympy(defs, name)
+    return derive_facts(expr, var, conditions, ATOM_SECONDS)
+
+
+def _from_body(d: st.AtomDef, formula: str, body: Body, facts: AtomFacts) -> ScalarAtom:
+    return ScalarAtom(
+        name=d.name, formula=formula, derivative=facts.derivative,
+        convex_on=facts.convex_on, concave_on=facts.concave_on,
+        increasing_on=facts.increasing_on, decreasing_on=facts.decreasing_on,
+        f=lambda u: body.numpy(u)[0], df=lambda u: body.numpy(u)[1], mp=body.mp,
+        domain=facts.domain, open_at=facts.open_at, bounds=facts.bounds, enclose=body.enclosure,
+        var=d.arg, second_derivative=facts.second_derivative, notes=facts.notes,
+    )
+
+
+def _unusable(d: st.AtomDef, formula: str, why: str) -> ScalarAtom:
+    """A body too large to read: no facts, no values (so no witness), no range."""
+    def undefined(u):
+        raise ValueError(why)
+
+    nan = lambda u: np.full_like(np.asarray(u, dtype=float), np.nan)
+    return ScalarAtom(name=d.name, formula=formula, derivative="(not derived)", convex_on=(), concave_on=(),
+                      increasing_on=(), decreasing_on=(), f=nan, df=nan, mp=undefined,
+                      enclose=lambda box: fallback_facts(why).bounds, var=d.arg, notes=(why,))
+
+
+def _body_text(net, d: st.AtomDef) -> str:
+    lines = net.source.lines if net.source else []
+    line = lines[d.pos.line - 1] if 0 < d.pos.line <= len(lines) else ""
+    text = line.split("#", 1)[0]
+    return text.split("=", 1)[1].strip() if "=" in text else d.name
+
+
+# -- a sympy formula, in process --------------------------------------------------------------------------
+def derive(expr: sp.Expr, var: sp.Symbol, name: str, formula: str, conditions: tuple = ()) -> ScalarAtom:
+    """The ScalarAtom record of f = expr(var), its values by lambdify (tests and the table's self-check).
+
+    >>> u = sp.Symbol("u", real=True)
+    >>> a = derive(u * sp.log(u), u, "xlx", "u*log(u)")
+    >>> a.convex_on, a.domain, a.open_at
+    ((Interval(lo=0.0, hi=inf),), Interval(lo=0.0, hi=inf), (True, False))
+    """
+    ask = Asker()
+    an = analyse(expr, var, tuple(conditions), ask)
+    facts = facts_of(an, ask)
+    mp = _mpmath(var, expr)
+    return ScalarAtom(
+        name=name, formula=formula, derivative=facts.derivative,
+        convex_on=facts.convex_on, concave_on=facts.concave_on,
+        increasing_on=facts.increasing_on, decreasing_on=facts.decreasing_on,
+        f=_numpy(var, expr, mp), df=_numpy(var, _df_expr(an)), mp=mp,
+        domain=facts.domain, open_at=facts.open_at, bounds=facts.bounds,
+        var=var.name, second_derivative=facts.second_derivative, notes=facts.notes,
+    )
+
+
+def _numpy(var, e, mp=None):
+    """An elementwise NumPy function; mpmath where floats overflow."""
+    raw = sp.lambdify(var, e, modules=[NUMPY_EXTRAS, "numpy"])
+
+    def f(u):
+        u = np.asarray(u, dtype=float)
+        with np.errstate(all="ignore"):
+            out = np.asarray(raw(u), dtype=float) + np.zeros_like(u)
+        if mp is not None:
+            _repair(out, u, mp)
+        return out[()] if out.ndim == 0 else out
+
+    return f
+
+
+def _repair(out: np.ndarray, u: np.ndarray, mp) -> None:
+    """Recompute the few entries that came out inf or nan at finite points (exp(800) overflowing in log(1 + e^u))."""
+    bad = np.flatnonzero(~np.isfinite(out) & np.isfinite(u))
+    if 0 < bad.size <= 1000:
+        flat_out, flat_u = out.reshape(-1), u.reshape(-1)
+        for i in bad:
+            try:
+                v = mp(flat_u[i])
+                flat_out[i] = float(v) if isinstance(v, mpmath.mpf) else np.nan
+            except (ValueError, ZeroDivisionError, TypeError, OverflowError):
+                pass
+
+
+def _mpmath(var, e):
+    raw = sp.lambdify(var, e, modules="mpmath")
+
+    def mp(u):
+        v = raw(mpmath.mpf(u))
+        return v if isinstance(v, mpmath.mpc) else mpmath.mpf(v)
+
+    return mp
+
+
+def _df_expr(an: Analysis):
+    """f' as one Piecewise over the pieces, taking the left derivative at each kink."""
+    if not an.pieces:
+        return sp.diff(an.expr, an.var)
+    if len(an.pieces) == 1:
+        return an.pieces[0][3]
+    branches = [(d1, an.var <= b) for a, b, _, d1 in an.pieces[:-1]]
+    return sp.Piecewise(*branches, (an.pieces[-1][3], True))
+
+
+__all__ = ["derive", "user_atom"]
