@@ -67,6 +67,12 @@ class Body:
     def of(defs: dict, name: str) -> Body:
         return Body(name, _compile(defs, name, {}))
 
+    @staticmethod
+    def of_constant(defs: dict, expr: st.Expr) -> Body:
+        """A subexpression of a body that uses no argument (its value is `mp` at any point)."""
+        return Body("constant", _compile({"constant": st.AtomDef("constant", "", expr, st.Pos(0, 0)), **defs},
+                                         "constant", {}))
+
     def mp(self, x):
         """The value at the mpf x, at the working precision; Undefined outside the body's domain."""
         try:
@@ -121,7 +127,7 @@ def _compile(defs: dict, name: str, done: dict) -> Program:
     if name in done:
         return done[name]
     d = defs[name]
-    steps: list = []
+    steps: list = []   # `done` keeps each callee's program, so a called atom is compiled once
     stack: list = [(d.body, False)]
     while stack:
         e, expanded = stack.pop()

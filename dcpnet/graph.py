@@ -323,7 +323,24 @@ class _Builder:
                 self.fail(f"indexing in atom `{a.name}`: an atom is a scalar function", e.line, e.col)
             elif isinstance(e, st.Call):
                 self.atom_call_ok(a, e)
+        if len(self.errors) == before:
+            self.atom_constants_ok(a)
         return len(self.errors) == before
+
+    def atom_constants_ok(self, a: st.AtomDef) -> None:
+        """Each constant part of a body (no argument in it) must be a finite real: `log(-1)` or `(-8)^0.3`
+        is bad input, reported at the constant, not a complex number inside the analysis."""
+        import mpmath
+
+        from .body import Body, Undefined
+
+        for e in _constant_roots(a.body):
+            try:
+                with mpmath.workdps(30):
+                    Body.of_constant(self.net.atom_defs, e).mp(mpmath.mpf(0))
+            except Undefined as err:
+                self.fail(f"the constant part of atom `{a.name}` here is not a finite real number ({err})",
+                          e.line, e.col)
 
     def atom_call_ok(self, a: st.AtomDef, e: st.Call) -> None:
         f, n = e.func, len(e.args)
@@ -620,6 +637,22 @@ def _children(e: st.Expr) -> list[st.Expr]:
     if isinstance(e, st.Call):
         return list(e.args)
     return []
+
+
+def _constant_roots(body: st.Expr) -> list:
+    """The largest subexpressions without a name in them (calls, powers, sums of numbers), outermost first."""
+    has_name: dict[int, bool] = {}
+    order = list(_walk(body))
+    for e in reversed(order):   # children come after their parents in `_walk`
+        has_name[id(e)] = isinstance(e, st.Name) or any(has_name[id(k)] for k in _children(e))
+    out, stack = [], [body]
+    while stack:
+        e = stack.pop()
+        if not has_name[id(e)] and not isinstance(e, st.Num):
+            out.append(e)
+        elif has_name[id(e)]:
+            stack.extend(_children(e))
+    return out
 
 
 def _walk(e: st.Expr):

@@ -17,10 +17,11 @@ import sympy as sp
 from .. import syntax as st
 from ..atoms import ScalarAtom
 from ..body import Body, TooLarge
+from . import limits
 from .analysis import NUMPY_EXTRAS, Analysis, analyse
 from .convert import to_sympy
 from .facts import AtomFacts, derive_facts, facts_of, fallback_facts
-from .limits import ATOM_SECONDS, MEMORY_BYTES, WALL_SECONDS, Asker, Limit, run_limited
+from .limits import Asker, Limit, run_limited
 
 
 def user_atom(net, name: str) -> ScalarAtom:
@@ -44,7 +45,7 @@ def _build(net, name: str) -> ScalarAtom:
     except TooLarge as err:
         return _unusable(d, _body_text(net, d), str(err))
     try:
-        facts = run_limited(_child_facts, (net.atom_defs, name), WALL_SECONDS, MEMORY_BYTES)
+        facts = run_limited(_child_facts, (net.atom_defs, name), limits.WALL_SECONDS, limits.MEMORY_BYTES)
     except Limit as err:
         facts = fallback_facts(f"{err}: its facts are unknown, its range is bounded by interval evaluation")
     return _from_body(d, _body_text(net, d), body, facts)
@@ -53,7 +54,7 @@ def _build(net, name: str) -> ScalarAtom:
 def _child_facts(defs: dict, name: str) -> AtomFacts:
     """Runs in the child: the body to sympy, then the analysis (each question under its own alarm)."""
     expr, var, conditions = to_sympy(defs, name)
-    return derive_facts(expr, var, conditions, ATOM_SECONDS)
+    return derive_facts(expr, var, conditions, limits.ATOM_SECONDS)
 
 
 def _from_body(d: st.AtomDef, formula: str, body: Body, facts: AtomFacts) -> ScalarAtom:
