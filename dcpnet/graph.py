@@ -334,13 +334,22 @@ class _Builder:
 
         from .body import Body, Undefined
 
-        for e in _constant_roots(a.body):
+        def problem(e) -> str | None:
             try:
                 with mpmath.workdps(30):
                     Body.of_constant(self.net.atom_defs, e).mp(mpmath.mpf(0))
             except Undefined as err:
-                self.fail(f"the constant part of atom `{a.name}` here is not a finite real number ({err})",
-                          e.line, e.col)
+                return str(err)
+            return None
+
+        for root in _constant_roots(a.body):
+            if problem(root) is None:
+                continue
+            # report the innermost part that fails: its children are all finite reals
+            culprit = next(e for e in reversed(list(_walk(root))) if not isinstance(e, st.Num) and problem(e))
+            at = _start(culprit)
+            self.fail(f"`{_source_text(culprit)}` in atom `{a.name}` is not a finite real number ({problem(culprit)})",
+                      at.line, at.col)
 
     def atom_call_ok(self, a: st.AtomDef, e: st.Call) -> None:
         f, n = e.func, len(e.args)
@@ -653,6 +662,29 @@ def _constant_roots(body: st.Expr) -> list:
         elif has_name[id(e)]:
             stack.extend(_children(e))
     return out
+
+
+def _start(e: st.Expr) -> st.Expr:
+    """The leftmost part of e, where its text begins (a power's node sits at its `^`)."""
+    while isinstance(e, (st.Pow, st.BinOp)):
+        e = e.base if isinstance(e, st.Pow) else e.left
+    return e
+
+
+def _source_text(e: st.Expr, inner: bool = False) -> str:
+    """A constant part of an atom body, written back (parenthesised where it sits inside another)."""
+    if isinstance(e, st.Num):
+        return f"({e.value:g})" if e.value < 0 and inner else f"{e.value:g}"
+    if isinstance(e, st.Pow):
+        return f"{_source_text(e.base, True)}^{e.exponent:g}"
+    if isinstance(e, st.Call):
+        return f"{e.func}({', '.join(_source_text(x) for x in e.args)})"
+    if isinstance(e, st.Neg):
+        return f"-{_source_text(e.operand, True)}"
+    if isinstance(e, st.BinOp):
+        text = f"{_source_text(e.left, True)} {e.op} {_source_text(e.right, True)}"
+        return f"({text})" if inner else text
+    return "…"
 
 
 def _walk(e: st.Expr):

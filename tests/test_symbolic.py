@@ -21,11 +21,20 @@ import pytest
 import sympy as sp
 
 from dcpnet import symbolic
-from dcpnet.symbolic import analysis, convert, limits
 from dcpnet.atoms import PARAMETRIC_ATOMS, SCALAR_ATOMS, ScalarAtom, power
 from dcpnet.graph import load, load_text
 from dcpnet.lattice import INF, NONNEG, NONPOS, REALS, Interval
-from dcpnet.symbolic import BUILTIN_FORMULAS, analyse, derive, explain_convex, explain_monotone, user_atom
+from dcpnet.symbolic import (
+    BUILTIN_FORMULAS,
+    analyse,
+    analysis,
+    convert,
+    derive,
+    explain_convex,
+    explain_monotone,
+    limits,
+    user_atom,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 from conftest import CASES as CONFORMANCE
