@@ -11,8 +11,8 @@ outward). `image` is sound for the true function, not only for its NumPy version
 widened by the row's `rtol` (the NumPy f's relative error, checked against mpmath), tiny values by an absolute
 margin, and values the table lists as exact zeros stay exact. Outside its domain f (and f') give nan.
 
-User atoms (`atom NAME(u) = …`) become the same records (see `symbolic.py`); with no `rtol`, their ranges
-are read with mpmath.
+User atoms (`atom NAME(u) = …`) become the same records (see `symbolic/`): facts derived with sympy, values read
+from the body as written (`body.py`), and ranges bounded by the body's outward-rounded interval evaluation.
 """
 from __future__ import annotations
 
@@ -83,6 +83,8 @@ class ScalarAtom:
     # |NumPy f - true f| ≤ rtol·|true f| where |f| ≥ 1e-290 (0: f is exact). None (user atoms): unknown, so
     # `image` evaluates the ends of pieces with mpmath instead
     rtol: float | None = None
+    # f as a sympy formula: sympy(sympy_module, u) (the module is passed in: only symbolic/ imports sympy)
+    sympy: Callable | None = field(default=None, compare=False, repr=False)
     # user atoms: a sound interval extension of f on a box (outward rounded, from the body as written).
     # `image` then bounds every region that is not a monotone piece by it, never by the turning-point rule
     enclose: Callable | None = field(default=None, compare=False, repr=False)
@@ -345,6 +347,11 @@ SILU_INFLECT = 2.3993572                 # silu'' = 0 at ±2.39935728...; this i
 _E_INV_IN = (0.3678794411714423, 0.36787944117144233)   # 1/e lies strictly between
 
 
+def _selu_sympy(sp, u):
+    lam, alpha = sp.Rational(SELU_L), sp.Rational(SELU_A)   # the doubles exactly, as the other readers use them
+    return lam * (sp.Max(u, 0) + alpha * (sp.exp(sp.Min(u, 0)) - 1))
+
+
 def _leaky(a: float) -> ScalarAtom:
     """leaky_relu(u, a): two affine pieces meeting at 0 with slopes a (left) and 1 (right); convex iff a ≤ 1.
 
@@ -363,7 +370,7 @@ def _leaky(a: float) -> ScalarAtom:
         df=lambda u: np.where(u > 0, 1.0, a),
         mp=lambda u: u if u > 0 else a * u,
         bounds=NONNEG if a <= 0 else REALS, zeros=(NONPOS,) if a == 0 else (point(0.0),),
-        params=(a,), rtol=_RTOL,
+        params=(a,), rtol=_RTOL, sympy=lambda sp, u: sp.Max(u, 0) + sp.Rational(a) * sp.Min(u, 0),
     )
 
 
@@ -378,8 +385,10 @@ def power(p: float) -> ScalarAtom:
     df = _quiet(lambda u: p * np.power(u, float(p) - 1)) if p != 0 else (lambda u: np.zeros_like(u, dtype=float))
     mp = (lambda u: u ** (int(p) if is_int else _mp().mpf(p)))
     slope = {0: "0", 1: "1", 2: "2·u"}.get(p, f"{p:g}·u^{p - 1:g}")   # d/du u^p, written as a person would
+    # sympy reads p as its shortest decimal: the same curvature class as the double, and easier to solve
     common = {"name": "power", "formula": f"u^{p:g}", "derivative": slope, "f": f, "df": df,
-              "mp": mp, "params": (p,), "zeros": (point(0.0),) if p > 0 else (), "rtol": _RTOL}
+              "mp": mp, "params": (p,), "zeros": (point(0.0),) if p > 0 else (), "rtol": _RTOL,
+              "sympy": lambda sp, u: sp.Integer(1) if p == 0 else u ** sp.Rational(repr(float(p)))}
     if p == 0:
         return ScalarAtom(convex_on=(REALS,), concave_on=(REALS,), increasing_on=(REALS,),
                           decreasing_on=(REALS,), bounds=Interval(1.0, 1.0), **common)
@@ -408,69 +417,85 @@ SCALAR_ATOMS: dict[str, ScalarAtom] = {a.name: a for a in [
     ScalarAtom("relu", "max(u, 0)", "0 for u < 0, 1 for u > 0",
                convex_on=(REALS,), concave_on=(NONPOS, NONNEG), increasing_on=(REALS,), decreasing_on=(NONPOS,),
                f=lambda u: np.maximum(u, 0.0), df=lambda u: np.where(u > 0, 1.0, 0.0),
-               mp=lambda u: u if u > 0 else 0 * u, bounds=NONNEG, zeros=(NONPOS,), rtol=0.0),
+               mp=lambda u: u if u > 0 else 0 * u, bounds=NONNEG, zeros=(NONPOS,), sympy=lambda sp, u: sp.Max(u, 0),
+               rtol=0.0),
     ScalarAtom("abs", "|u|", "sign(u)",
                convex_on=(REALS,), concave_on=(NONPOS, NONNEG), increasing_on=(NONNEG,), decreasing_on=(NONPOS,),
-               f=np.abs, df=np.sign, mp=abs, bounds=NONNEG, zeros=_ZERO, rtol=0.0),
+               f=np.abs, df=np.sign, mp=abs, bounds=NONNEG, zeros=_ZERO, sympy=lambda sp, u: sp.Abs(u),
+               rtol=0.0),
     ScalarAtom("square", "u^2", "2u",
                convex_on=(REALS,), concave_on=(), increasing_on=(NONNEG,), decreasing_on=(NONPOS,),
-               f=np.square, df=lambda u: 2 * u, mp=lambda u: u * u, bounds=NONNEG, zeros=_ZERO, rtol=_RTOL),
+               f=np.square, df=lambda u: 2 * u, mp=lambda u: u * u, bounds=NONNEG, zeros=_ZERO, sympy=lambda sp, u: u**2,
+               rtol=_RTOL),
     ScalarAtom("sqrt", "sqrt(u)", "1/(2 sqrt(u))",
                convex_on=(), concave_on=(NONNEG,), increasing_on=(NONNEG,), decreasing_on=(),
                f=np.sqrt, df=_quiet(lambda u: 0.5 / np.sqrt(u)), mp=lambda u: _mp().sqrt(u),
-               domain=NONNEG, bounds=NONNEG, zeros=_ZERO, rtol=_RTOL),
+               domain=NONNEG, bounds=NONNEG, zeros=_ZERO, sympy=lambda sp, u: sp.sqrt(u),
+               rtol=_RTOL),
     ScalarAtom("exp", "exp(u)", "exp(u)",
                convex_on=(REALS,), concave_on=(), increasing_on=(REALS,), decreasing_on=(),
-               f=np.exp, df=np.exp, mp=lambda u: _mp().exp(u), bounds=NONNEG, rtol=_RTOL),
+               f=np.exp, df=np.exp, mp=lambda u: _mp().exp(u), bounds=NONNEG, sympy=lambda sp, u: sp.exp(u),
+               rtol=_RTOL),
     ScalarAtom("log", "log(u)", "1/u",
                convex_on=(), concave_on=(NONNEG,), increasing_on=(NONNEG,), decreasing_on=(),
                f=_quiet(np.log), df=_quiet(lambda u: 1 / u), mp=lambda u: _mp().log(u),
-               domain=NONNEG, open_at=(True, False), zeros=(point(1.0),), rtol=_RTOL),
+               domain=NONNEG, open_at=(True, False), zeros=(point(1.0),), sympy=lambda sp, u: sp.log(u),
+               rtol=_RTOL),
     ScalarAtom("softplus", "log(1 + exp(u))", "sigmoid(u)",
                convex_on=(REALS,), concave_on=(), increasing_on=(REALS,), decreasing_on=(),
-               f=_softplus, df=_sigmoid, mp=lambda u: _mp().log1p(_mp().exp(u)), bounds=NONNEG, rtol=_RTOL),
+               f=_softplus, df=_sigmoid, mp=lambda u: _mp().log1p(_mp().exp(u)), bounds=NONNEG, sympy=lambda sp, u: sp.log(1 + sp.exp(u)),
+               rtol=_RTOL),
     ScalarAtom("sigmoid", "1/(1 + exp(-u))", "sigmoid(u)(1 - sigmoid(u))",
                convex_on=(NONPOS,), concave_on=(NONNEG,), increasing_on=(REALS,), decreasing_on=(),
-               f=_sigmoid, df=_dsigmoid, mp=lambda u: 1 / (1 + _mp().exp(-u)), bounds=_iv(0.0, 1.0), rtol=_RTOL),
+               f=_sigmoid, df=_dsigmoid, mp=lambda u: 1 / (1 + _mp().exp(-u)), bounds=_iv(0.0, 1.0), sympy=lambda sp, u: 1 / (1 + sp.exp(-u)),
+               rtol=_RTOL),
     ScalarAtom("tanh", "tanh(u)", "1 - tanh(u)^2",
                convex_on=(NONPOS,), concave_on=(NONNEG,), increasing_on=(REALS,), decreasing_on=(),
-               f=np.tanh, df=_dtanh, mp=lambda u: _mp().tanh(u), bounds=_iv(-1.0, 1.0), zeros=_ZERO, rtol=_RTOL),
+               f=np.tanh, df=_dtanh, mp=lambda u: _mp().tanh(u), bounds=_iv(-1.0, 1.0), zeros=_ZERO, sympy=lambda sp, u: sp.tanh(u),
+               rtol=_RTOL),
     ScalarAtom("elu", "u for u > 0, exp(u) - 1 otherwise", "1 for u > 0, exp(u) otherwise",
                convex_on=(REALS,), concave_on=(NONNEG,), increasing_on=(REALS,), decreasing_on=(),
                f=lambda u: np.where(u > 0, u, np.expm1(np.minimum(u, 0))),
                df=lambda u: np.where(u > 0, 1.0, np.exp(np.minimum(u, 0))),
-               mp=lambda u: u if u > 0 else _mp().expm1(u), bounds=_iv(-1.0, INF), zeros=_ZERO, rtol=_RTOL),
+               mp=lambda u: u if u > 0 else _mp().expm1(u), bounds=_iv(-1.0, INF), zeros=_ZERO, sympy=lambda sp, u: sp.Max(u, 0) + sp.exp(sp.Min(u, 0)) - 1,
+               rtol=_RTOL),
     ScalarAtom("selu", "λu for u > 0, λα(exp(u) - 1) otherwise", "λ for u > 0, λα exp(u) otherwise",
                convex_on=(NONPOS, NONNEG), concave_on=(NONNEG,), increasing_on=(REALS,), decreasing_on=(),
                f=lambda u: SELU_L * np.where(u > 0, u, SELU_A * np.expm1(np.minimum(u, 0))),
                df=lambda u: SELU_L * np.where(u > 0, 1.0, SELU_A * np.exp(np.minimum(u, 0))),
                mp=lambda u: SELU_L * (u if u > 0 else SELU_A * _mp().expm1(u)),
-               bounds=_iv(_down(-SELU_L * SELU_A), INF), zeros=_ZERO, rtol=_RTOL),
+               bounds=_iv(_down(-SELU_L * SELU_A), INF), zeros=_ZERO, sympy=_selu_sympy,
+               rtol=_RTOL),
     ScalarAtom("gelu", "u Φ(u)", "Φ(u) + u φ(u)",
                convex_on=(_iv(_up(-SQRT2), _down(SQRT2)),), concave_on=(_iv(-INF, -SQRT2), _iv(SQRT2, INF)),
                increasing_on=(_iv(GELU_MIN_AT[1], INF),), decreasing_on=(_iv(-INF, GELU_MIN_AT[0]),),
                f=_gelu, df=_dgelu, mp=_gelu_mp, bounds=_iv(-0.1699712075, INF), zeros=_ZERO,
+               sympy=lambda sp, u: u * (1 + sp.erf(u / sp.sqrt(2))) / 2,
                rtol=1e-12),   # Φ(u/√2 rounded) loses about u²·ulp relatively for u ≪ 0
     ScalarAtom("silu", "u sigmoid(u)", "sigmoid(u)(1 + u(1 - sigmoid(u)))",
                convex_on=(_iv(-SILU_INFLECT, SILU_INFLECT),),
                concave_on=(_iv(-INF, -SILU_INFLECT - 1e-6), _iv(SILU_INFLECT + 1e-6, INF)),
                increasing_on=(_iv(SILU_MIN_AT[1], INF),), decreasing_on=(_iv(-INF, SILU_MIN_AT[0]),),
                f=_silu, df=_dsilu, mp=lambda u: u / (1 + _mp().exp(-u)), bounds=_iv(-0.2784645428, INF),
-               zeros=_ZERO, rtol=_RTOL),
+               zeros=_ZERO, sympy=lambda sp, u: u / (1 + sp.exp(-u)),
+               rtol=_RTOL),
     ScalarAtom("inv_pos", "1/u", "-1/u^2",
                convex_on=(NONNEG,), concave_on=(), increasing_on=(), decreasing_on=(NONNEG,),
                f=_quiet(lambda u: 1 / u), df=_quiet(lambda u: -np.square(1 / u)), mp=lambda u: 1 / u,
-               domain=NONNEG, open_at=(True, False), bounds=NONNEG, rtol=_RTOL),
+               domain=NONNEG, open_at=(True, False), bounds=NONNEG, sympy=lambda sp, u: 1 / u,
+               rtol=_RTOL),
     ScalarAtom("entr", "-u log(u)", "-log(u) - 1",
                convex_on=(), concave_on=(NONNEG,), increasing_on=(_iv(0.0, _E_INV_IN[0]),),
                decreasing_on=(_iv(_E_INV_IN[1], INF),),
                f=_entr, df=_quiet(lambda u: -np.log(u) - 1), mp=_entr_mp, domain=NONNEG,
-               bounds=_iv(-INF, _E_INV_IN[1]), zeros=(point(0.0), point(1.0)), rtol=_RTOL),
+               bounds=_iv(-INF, _E_INV_IN[1]), zeros=(point(0.0), point(1.0)), sympy=lambda sp, u: sp.Piecewise((-u * sp.log(u), u > 0), (0, True)),
+               rtol=_RTOL),
     ScalarAtom("huber", "u^2 for |u| ≤ 1, 2|u| - 1 otherwise", "2u for |u| ≤ 1, 2 sign(u) otherwise",
                convex_on=(REALS,), concave_on=(_iv(-INF, -1.0), _iv(1.0, INF)),
                increasing_on=(NONNEG,), decreasing_on=(NONPOS,),
                f=_huber, df=lambda u: 2 * np.clip(u, -1.0, 1.0),
-               mp=lambda u: u * u if abs(u) <= 1 else 2 * abs(u) - 1, bounds=NONNEG, zeros=_ZERO, rtol=_RTOL),
+               mp=lambda u: u * u if abs(u) <= 1 else 2 * abs(u) - 1, bounds=NONNEG, zeros=_ZERO, sympy=lambda sp, u: sp.Min(sp.Abs(u), 1) ** 2 + 2 * sp.Max(sp.Abs(u) - 1, 0),
+               rtol=_RTOL),
 ]}
 
 # u^2 is the square atom; every other power is made by `power(p)`.
@@ -498,6 +523,9 @@ class Reduction:
     f: Callable                 # NumPy: values with a leading batch axis → result (maximum/minimum: several)
     arity: str = "one"          # "one" vector, "many" equal-shaped (elementwise), "quad_over_lin"
     monotone_v: str = ""        # quad_over_lin: "decreasing" in its second argument v > 0
+    # mpmath: the list of entries → one number ("many": two numbers → one; quad_over_lin: (entries, v));
+    # ValueError outside the domain
+    mp: Callable | None = None
 
 
 def _sum_image(r, n):
@@ -559,26 +587,54 @@ def _flat(v):
     return v.reshape(v.shape[0], -1)
 
 
+def _first_extreme(xs: list, pick_max: bool):
+    """The first largest (or smallest) entry: where max and min send their gradient."""
+    best = xs[0]
+    for x in xs[1:]:
+        if (x > best) if pick_max else (x < best):
+            best = x
+    return best
+
+
+def _lse_mp(xs):
+    m = _mp()
+    top = max(xs)
+    return top + m.log(m.fsum(m.exp(x - top) for x in xs))
+
+
+def _quad_over_lin_mp(xs, v):
+    if not v > 0:
+        raise ValueError(f"the divisor {_mp().nstr(v, 17)} must be positive")
+    return _mp().fsum(x * x for x in xs) / v
+
+
 REDUCTIONS: dict[str, Reduction] = {r.name: r for r in [
-    Reduction("sum", True, True, "increasing", _sum_image, lambda v: _flat(v).sum(axis=1)),
-    Reduction("mean", True, True, "increasing", lambda r, n: r[0], lambda v: _flat(v).mean(axis=1)),
-    Reduction("max", True, False, "increasing", lambda r, n: r[0], lambda v: _flat(v).max(axis=1)),
-    Reduction("min", False, True, "increasing", lambda r, n: r[0], lambda v: _flat(v).min(axis=1)),
+    Reduction("sum", True, True, "increasing", _sum_image, lambda v: _flat(v).sum(axis=1),
+              mp=lambda xs: _mp().fsum(xs)),
+    Reduction("mean", True, True, "increasing", lambda r, n: r[0], lambda v: _flat(v).mean(axis=1),
+              mp=lambda xs: _mp().fsum(xs) / len(xs)),
+    Reduction("max", True, False, "increasing", lambda r, n: r[0], lambda v: _flat(v).max(axis=1),
+              mp=lambda xs: _first_extreme(xs, True)),
+    Reduction("min", False, True, "increasing", lambda r, n: r[0], lambda v: _flat(v).min(axis=1),
+              mp=lambda xs: _first_extreme(xs, False)),
     Reduction("log_sum_exp", True, False, "increasing", _lse_image,
-              lambda v: np.logaddexp.reduce(_flat(v), axis=1)),
+              lambda v: np.logaddexp.reduce(_flat(v), axis=1), mp=_lse_mp),
     Reduction("norm1", True, False, "by_sign", _norm_image(lambda n: point(float(n))),
-              lambda v: np.abs(_flat(v)).sum(axis=1)),
+              lambda v: np.abs(_flat(v)).sum(axis=1), mp=lambda xs: _mp().fsum(abs(x) for x in xs)),
     Reduction("norm2", True, False, "by_sign", _norm_image(_sqrt_n),
-              lambda v: np.hypot.reduce(_flat(v), axis=1)),   # hypot: no overflow of the squares
+              lambda v: np.hypot.reduce(_flat(v), axis=1),   # hypot: no overflow of the squares
+              mp=lambda xs: _mp().sqrt(_mp().fsum(x * x for x in xs))),
     Reduction("norm_inf", True, False, "by_sign", _norm_image(lambda n: point(1.0)),
-              lambda v: np.abs(_flat(v)).max(axis=1)),
-    Reduction("sum_squares", True, False, "by_sign", _sum_squares_image, lambda v: (_flat(v) ** 2).sum(axis=1)),
+              lambda v: np.abs(_flat(v)).max(axis=1), mp=lambda xs: max(abs(x) for x in xs)),
+    Reduction("sum_squares", True, False, "by_sign", _sum_squares_image, lambda v: (_flat(v) ** 2).sum(axis=1),
+              mp=lambda xs: _mp().fsum(x * x for x in xs)),
     Reduction("quad_over_lin", True, False, "by_sign", _quad_over_lin_image,
-              lambda v, w: (_flat(v) ** 2).sum(axis=1) / w, arity="quad_over_lin", monotone_v="decreasing"),
+              lambda v, w: (_flat(v) ** 2).sum(axis=1) / w, arity="quad_over_lin", monotone_v="decreasing",
+              mp=_quad_over_lin_mp),
     Reduction("maximum", True, False, "increasing", _maximum_image, lambda *vs: functools.reduce(np.maximum, vs),
-              arity="many"),
+              arity="many", mp=lambda x, y: max(x, y)),
     Reduction("minimum", False, True, "increasing", _minimum_image, lambda *vs: functools.reduce(np.minimum, vs),
-              arity="many"),
+              arity="many", mp=lambda x, y: min(x, y)),
 ]}
 
 BUILTIN_NAMES = sorted(set(SCALAR_ATOMS) | set(PARAMETRIC_ATOMS) | set(REDUCTIONS))

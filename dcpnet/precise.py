@@ -13,6 +13,7 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
+from .atoms import REDUCTIONS
 from .graph import Network, Node
 
 
@@ -197,45 +198,17 @@ def _entries(v) -> list:
     return list(v.flat) if isinstance(v, np.ndarray) else [v]
 
 
-def _first_extreme(xs: list, key, pick_max: bool) -> int:
-    best = 0
-    for i, x in enumerate(xs):
-        if (key(x) > key(xs[best])) if pick_max else (key(x) < key(xs[best])):
-            best = i
-    return best
-
-
 def _reduce(node: Node, args: list):
-    name = node.attrs[0]
-    if name in ("maximum", "minimum"):
-        out = args[0]
-        for a in args[1:]:
-            pick = np.frompyfunc(lambda x, y: x if (x >= y if name == "maximum" else x <= y) else y, 2, 1)
-            out = pick(out, a)
-        return out
-    xs = _entries(args[0])
-    if name == "sum":
-        return mpmath.fsum(xs)
-    if name == "mean":
-        return mpmath.fsum(xs) / len(xs)
-    if name == "max":
-        return xs[_first_extreme(xs, lambda x: x, True)]
-    if name == "min":
-        return xs[_first_extreme(xs, lambda x: x, False)]
-    if name == "log_sum_exp":
-        m = max(xs)
-        return m + mpmath.log(mpmath.fsum(mpmath.exp(x - m) for x in xs))
-    if name == "norm1":
-        return mpmath.fsum(abs(x) for x in xs)
-    if name == "norm2":
-        return mpmath.sqrt(mpmath.fsum(x * x for x in xs))
-    if name == "norm_inf":
-        return max(abs(x) for x in xs)
-    if name == "sum_squares":
-        return mpmath.fsum(x * x for x in xs)
-    if name == "quad_over_lin":
-        w = args[1]
-        if not w > 0:
-            raise OutsideDomain(f"{node.text}: the divisor {mpmath.nstr(w, 17)} must be positive")
-        return mpmath.fsum(x * x for x in xs) / w
-    raise ValueError(f"no high-precision rule for `{name}`")
+    """The reduction's own mpmath form, from its row of the atom table."""
+    row = REDUCTIONS[node.attrs[0]]
+    try:
+        if row.arity == "many":
+            out = args[0]
+            for a in args[1:]:
+                out = np.frompyfunc(row.mp, 2, 1)(out, a)
+            return out
+        if row.arity == "quad_over_lin":
+            return row.mp(_entries(args[0]), args[1])
+        return row.mp(_entries(args[0]))
+    except ValueError as err:
+        raise OutsideDomain(f"{node.text}: {err}") from None

@@ -264,8 +264,10 @@ def _contradictions(table: ScalarAtom, an) -> list[str]:
 
 @functools.cache
 def _builtin(name: str):
-    formula, conds = BUILTIN_FORMULAS[name]
-    return analyse(formula(U), U, tuple((U, c) for c in conds))
+    """The derivation from the row's own sympy form and domain."""
+    conv = convert._Converter({})
+    formula = conv.row(SCALAR_ATOMS[name], U)
+    return analyse(formula, U, tuple(conv.conditions))
 
 
 @pytest.mark.parametrize("name", sorted(SCALAR_ATOMS))

@@ -6,36 +6,20 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .. import syntax as st
-from ..atoms import SCALAR_ATOMS, SELU_A, SELU_L
+from ..atoms import PARAMETRIC_ATOMS, SCALAR_ATOMS, ScalarAtom, power
 from ..lattice import INF
 
 
-# -- the language's built-ins as sympy formulas -----------------------------------------------------
+# -- the language's built-ins as sympy formulas: each read from its row of the atom table ------------
 def _dec(v: float) -> sp.Rational:
     """A float as the exact decimal it prints as (0.1 → 1/10)."""
     return sp.Rational(repr(float(v)))
 
 
-_SELU_L, _SELU_A = _dec(SELU_L), _dec(SELU_A)
-
-# name → (formula of the argument a, conditions on a beyond those the formula implies)
+# name → (formula of the argument a, extra conditions on a): the table's `sympy` form; the domain comes from
+# the row too (`_row_domain`), so no condition is written here
 BUILTIN_FORMULAS: dict[str, tuple] = {
-    "relu": (lambda a: sp.Max(a, 0), ()),
-    "abs": (lambda a: sp.Abs(a), ()),
-    "square": (lambda a: a**2, ()),
-    "sqrt": (lambda a: sp.sqrt(a), ()),
-    "exp": (lambda a: sp.exp(a), ()),
-    "log": (lambda a: sp.log(a), ()),
-    "softplus": (lambda a: sp.log(1 + sp.exp(a)), ()),
-    "sigmoid": (lambda a: 1 / (1 + sp.exp(-a)), ()),
-    "tanh": (lambda a: sp.tanh(a), ()),
-    "elu": (lambda a: sp.Max(a, 0) + sp.exp(sp.Min(a, 0)) - 1, ()),
-    "selu": (lambda a: _SELU_L * (sp.Max(a, 0) + _SELU_A * (sp.exp(sp.Min(a, 0)) - 1)), ()),
-    "gelu": (lambda a: a * (1 + sp.erf(a / sp.sqrt(2))) / 2, ()),
-    "silu": (lambda a: a / (1 + sp.exp(-a)), ()),
-    "inv_pos": (lambda a: 1 / a, (">0",)),
-    "entr": (lambda a: sp.Piecewise((-a * sp.log(a), a > 0), (0, True)), (">=0",)),
-    "huber": (lambda a: sp.Min(sp.Abs(a), 1) ** 2 + 2 * sp.Max(sp.Abs(a) - 1, 0), ()),
+    name: ((lambda a, row=row: row.sympy(sp, a)), ()) for name, row in SCALAR_ATOMS.items()
 }
 
 
@@ -65,44 +49,38 @@ class _Converter:
         if isinstance(e, st.Pow):
             return self.power(self.expr(e.base, env), e.exponent)
         if isinstance(e, st.Call):
+            if e.func in PARAMETRIC_ATOMS:   # the slope is the row's parameter (the nearest double)
+                return self.call(e.func, [self.expr(e.args[0], env)], e.args[1].value)
             return self.call(e.func, [self.expr(a, env) for a in e.args])
         raise ValueError(f"{type(e).__name__} cannot appear in an atom body")
 
     def power(self, base: sp.Expr, p: float) -> sp.Expr:
-        # the domain follows `atoms.power`: u ≥ 0 for fractional p, u > 0 for any p < 0 (as in CVXPY)
-        q = _dec(p)
-        if q < 0:
-            self.conditions.append((base, ">0"))
-        elif not q.is_integer:
-            self.conditions.append((base, ">=0"))
-        return sp.Integer(1) if q == 0 else base**q
+        return self.row(power(p), base)   # the domain follows the row: u ≥ 0 for fractional p, u > 0 for p < 0
 
-    def call(self, func: str, args: list[sp.Expr]) -> sp.Expr:
-        if func in BUILTIN_FORMULAS:
-            formula, conds = BUILTIN_FORMULAS[func]
-            self.conditions.extend((args[0], c) for c in conds)
-            self.conditions.extend(_table_domain(func, args[0]))
-            return formula(args[0])
-        if func == "leaky_relu":
-            if not args[1].is_number:
-                raise ValueError("leaky_relu needs a constant slope")
-            return leaky_relu_formula(args[0], args[1])
+    def row(self, row: ScalarAtom, a: sp.Expr) -> sp.Expr:
+        self.conditions.extend(_row_domain(row, a))
+        return row.sympy(sp, a)
+
+    def call(self, func: str, args: list[sp.Expr], slope: float | None = None) -> sp.Expr:
+        if func in SCALAR_ATOMS:
+            return self.row(SCALAR_ATOMS[func], args[0])
+        if func in PARAMETRIC_ATOMS:
+            return self.row(PARAMETRIC_ATOMS[func](slope), args[0])
         if func in ("maximum", "minimum"):
             return (sp.Max if func == "maximum" else sp.Min)(*args)
         d = self.defs[func]  # an earlier user atom: inline it
         return self.expr(d.body, {d.arg: args[0]})
 
 
-def _table_domain(func: str, a: sp.Expr) -> list:
+def _row_domain(row: ScalarAtom, a: sp.Expr) -> list:
     """The built-in's domain, read from its row of the table (sympy's simplifications may drop it:
     sqrt(a)^6 becomes a^3)."""
-    row = SCALAR_ATOMS[func]
     out = []
     lo, hi = row.domain.lo, row.domain.hi
     if lo > -INF:
-        out.append((a - _dec(lo), ">0" if row.open_at[0] else ">=0"))
+        out.append((a - sp.Rational(lo), ">0" if row.open_at[0] else ">=0"))
     if hi < INF:
-        out.append((_dec(hi) - a, ">0" if row.open_at[1] else ">=0"))
+        out.append((sp.Rational(hi) - a, ">0" if row.open_at[1] else ">=0"))
     return out
 
 

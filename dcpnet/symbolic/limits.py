@@ -133,6 +133,7 @@ def _child(fn, args, write_fd: int, memory: int) -> None:
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)   # ^C in the parent ends the child too
+        _silence()
         _cap_memory(memory)
         try:
             result = ("ok", fn(*args))
@@ -148,6 +149,16 @@ def _child(fn, args, write_fd: int, memory: int) -> None:
         code = 1
     finally:
         os._exit(code)
+
+
+def _silence() -> None:
+    """The child prints nothing: an alarm swallowed in a weakref callback would print "Exception ignored"."""
+    import sys
+
+    sys.unraisablehook = lambda unraisable: None
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
 
 
 def _cap_memory(memory: int) -> None:
