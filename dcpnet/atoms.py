@@ -587,6 +587,22 @@ def _flat(v):
     return v.reshape(v.shape[0], -1)
 
 
+def _lse(v):
+    f = _flat(v)
+    m = f.max(axis=1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)   # all -inf: exp(-inf - 0) = 0, so the result is -inf; +inf stays inf
+    with np.errstate(divide="ignore"):
+        return m[:, 0] + np.log(np.exp(f - m).sum(axis=1))
+
+
+def _norm2(v):
+    """sqrt(sum v²) scaled by the largest |v| first: no overflow of the squares (1e200), and three fast passes."""
+    f = np.abs(_flat(v))
+    m = f.max(axis=1, keepdims=True) if f.shape[1] else np.zeros((f.shape[0], 1))
+    scale = np.where((m > 0) & np.isfinite(m), m, 1.0)
+    return scale[:, 0] * np.sqrt(np.square(f / scale).sum(axis=1))
+
+
 def _first_extreme(xs: list, pick_max: bool):
     """The first largest (or smallest) entry: where max and min send their gradient."""
     best = xs[0]
@@ -618,11 +634,11 @@ REDUCTIONS: dict[str, Reduction] = {r.name: r for r in [
     Reduction("min", False, True, "increasing", lambda r, n: r[0], lambda v: _flat(v).min(axis=1),
               mp=lambda xs: _first_extreme(xs, False)),
     Reduction("log_sum_exp", True, False, "increasing", _lse_image,
-              lambda v: np.logaddexp.reduce(_flat(v), axis=1), mp=_lse_mp),
+              _lse, mp=_lse_mp),
     Reduction("norm1", True, False, "by_sign", _norm_image(lambda n: point(float(n))),
               lambda v: np.abs(_flat(v)).sum(axis=1), mp=lambda xs: _mp().fsum(abs(x) for x in xs)),
     Reduction("norm2", True, False, "by_sign", _norm_image(_sqrt_n),
-              lambda v: np.hypot.reduce(_flat(v), axis=1),   # hypot: no overflow of the squares
+              _norm2,
               mp=lambda xs: _mp().sqrt(_mp().fsum(x * x for x in xs))),
     Reduction("norm_inf", True, False, "by_sign", _norm_image(lambda n: point(1.0)),
               lambda v: np.abs(_flat(v)).max(axis=1), mp=lambda xs: max(abs(x) for x in xs)),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .atoms import REDUCTIONS
 from .graph import Network, Node
 
 # ----------------------------------------------------------------------------------------------------
@@ -307,13 +308,6 @@ def _pick(v, idx, g):
     return z.reshape(v.shape)
 
 
-def _lse(v):
-    f = _flat(v)
-    m = f.max(axis=1, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
-    return m[:, 0] + np.log(np.exp(f - m).sum(axis=1))
-
-
 def _norm2_vjp(s, g, y, v):
     y = y.reshape((-1,) + (1,) * (v.ndim - 1))
     scale = np.divide(v, y, out=np.zeros_like(v), where=y > 0)   # norm2 at 0: the subgradient 0
@@ -328,19 +322,16 @@ def _inf_vjp(s, g, y, v):
 
 
 # reduction name -> (forward on one (N, ...) array, vjp)
-REDUCE_RULES = {
-    "sum": (lambda v: _flat(v).sum(axis=1), lambda s, g, y, v: (_spread(g, v),)),
-    "mean": (lambda v: _flat(v).mean(axis=1),
-             lambda s, g, y, v: (_spread(g / (v.size // v.shape[0]), v),)),
-    "max": (lambda v: _flat(v).max(axis=1),
-            lambda s, g, y, v: (_pick(v, _flat(v).argmax(axis=1), g),)),
-    "min": (lambda v: _flat(v).min(axis=1),
-            lambda s, g, y, v: (_pick(v, _flat(v).argmin(axis=1), g),)),
-    "log_sum_exp": (_lse, lambda s, g, y, v: (np.exp(v - _spread(y, v)) * _spread(g, v),)),
-    "norm1": (lambda v: np.abs(_flat(v)).sum(axis=1), lambda s, g, y, v: (np.sign(v) * _spread(g, v),)),
-    "norm2": (lambda v: np.sqrt((_flat(v) ** 2).sum(axis=1)), _norm2_vjp),
-    "norm_inf": (lambda v: np.abs(_flat(v)).max(axis=1), _inf_vjp),
-    "sum_squares": (lambda v: (_flat(v) ** 2).sum(axis=1), lambda s, g, y, v: (2 * v * _spread(g, v),)),
+REDUCE_RULES = {   # the forward of each is the atom table's own row (one source of each reduction's value)
+    "sum": (REDUCTIONS["sum"].f, lambda s, g, y, v: (_spread(g, v),)),
+    "mean": (REDUCTIONS["mean"].f, lambda s, g, y, v: (_spread(g / (v.size // v.shape[0]), v),)),
+    "max": (REDUCTIONS["max"].f, lambda s, g, y, v: (_pick(v, _flat(v).argmax(axis=1), g),)),
+    "min": (REDUCTIONS["min"].f, lambda s, g, y, v: (_pick(v, _flat(v).argmin(axis=1), g),)),
+    "log_sum_exp": (REDUCTIONS["log_sum_exp"].f, lambda s, g, y, v: (np.exp(v - _spread(y, v)) * _spread(g, v),)),
+    "norm1": (REDUCTIONS["norm1"].f, lambda s, g, y, v: (np.sign(v) * _spread(g, v),)),
+    "norm2": (REDUCTIONS["norm2"].f, _norm2_vjp),
+    "norm_inf": (REDUCTIONS["norm_inf"].f, _inf_vjp),
+    "sum_squares": (REDUCTIONS["sum_squares"].f, lambda s, g, y, v: (2 * v * _spread(g, v),)),
 }
 
 

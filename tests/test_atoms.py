@@ -592,3 +592,105 @@ def test_reduction_monotone_flags_hold_under_perturbation(name):
 def test_reduction_flags_are_as_strong_as_the_spec(name):
     rec = REDUCTIONS[name]
     assert (rec.convex, rec.concave, rec.monotone, rec.monotone_v) == SPEC_REDUCTIONS[name]
+
+
+# -- one row, every reader (issue 13: the table is the single source of each atom's meaning) --------------
+# The readers: the row's NumPy f and mpmath forms, its sympy form (lambdified to mpmath), the float evaluator
+# (`evaluate`), the 50-digit evaluator (`precise`), and an atom body calling the row (`body`: NumPy, mpmath and
+# intervals). Each must agree with the row's mpmath value, including near overflow.
+NEAR_OVERFLOW = [0.0, 5e-324, 1e-300, 0.5, 1.0, 3.0, 30.0, 709.7, 745.2, 1e154, 1e300, 1.7e308]
+
+
+def _mp_value(rec: ScalarAtom, u: float):
+    try:
+        v = rec.mp(mpmath.mpf(u))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return v if isinstance(v, mpmath.mpf) and mpmath.isfinite(v) else None
+
+
+def _close(got: float, want, rtol: float) -> bool:
+    if abs(want) > MAX:   # the true value is past the largest double: the float readers may say inf
+        return math.isinf(got) and (got > 0) == (want > 0)
+    if abs(want) < TINY_VALUE:
+        return abs(got - want) <= TINY_VALUE
+    return abs(mpmath.mpf(got) - want) <= rtol * abs(want) + mpmath.mpf(10) ** -300
+
+
+def _row_call(rec: ScalarAtom, arg: str) -> str:
+    if rec.name == "power":
+        return f"{arg}^{rec.params[0]!r}"
+    if rec.name == "leaky_relu":
+        return f"leaky_relu({arg}, {rec.params[0]!r})"
+    return f"{rec.name}({arg})"
+
+
+def _row_net_text(rec: ScalarAtom) -> str:
+    return f"input x\natom g(t) = {_row_call(rec, 't')}\ny = {_row_call(rec, 'x')}\nz = g(x)\n"
+
+
+@pytest.mark.parametrize("rec", ROWS, ids=IDS)
+def test_every_reader_of_a_row_agrees_with_it(rec):
+    import sympy as sp
+
+    from dcpnet.body import Body, Undefined
+    from dcpnet.evaluate import compile_network
+    from dcpnet.graph import load_text
+    from dcpnet.precise import OutsideDomain, evaluate_precise
+
+    net = load_text(_row_net_text(rec))
+    body = Body.of(net.atom_defs, "g")
+    plan = compile_network(net, ["y"])
+    u_sym = sp.Symbol("u", real=True)
+    sym = sp.lambdify(u_sym, rec.sympy(sp, u_sym), modules="mpmath")
+    rtol = max(rec.rtol or 0.0, 1e-13)
+    points = sorted({s * u for u in NEAR_OVERFLOW for s in (1, -1)} | set(_specials(rec)))
+    for u in points:
+        want = _mp_value(rec, u)
+        if want is None or not _inside(rec, u):
+            with pytest.raises((OutsideDomain, Undefined)):
+                body.mp(mpmath.mpf(u)) if _inside(rec, u) else evaluate_precise(net, ["y"], {"x": u})
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            numpy_values = {"f": float(rec.f(np.array([u]))[0]), "evaluate": float(plan.forward({"x": np.array([u])})["y"][0]),
+                            "body": float(body.numpy(np.array([u]))[0][0])}
+        for reader, got in numpy_values.items():
+            assert _close(got, want, rtol), f"{reader}: {rec.name}({u}) = {got}, mpmath {want}"
+        exact = {"precise": evaluate_precise(net, ["y", "z"], {"x": u}, dps=DPS), "body mp": body.mp(mpmath.mpf(u))}
+        for got in (exact["precise"]["y"], exact["precise"]["z"], exact["body mp"]):
+            assert abs(got - want) <= mpmath.mpf(10) ** -(DPS - 8) * (1 + abs(want))
+        try:
+            s_val = sym(mpmath.mpf(u))
+        except (ValueError, ZeroDivisionError, OverflowError):
+            s_val = None
+        if isinstance(s_val, mpmath.mpf) and mpmath.isfinite(s_val) and abs(want) < 1e300:
+            assert abs(s_val - want) <= mpmath.mpf(10) ** -25 * (1 + abs(want)), f"sympy form of {rec.name} at {u}"
+        enclosure = body.interval(Interval(u, u))
+        assert enclosure.lo <= want <= enclosure.hi, f"interval reader of {rec.name} at {u}: {enclosure}"
+
+
+REDUCTION_POINTS = [[0.5, -2.0, 3.0], [1e200, -3e200, 2e199], [1e-200, 3e-200, -1e-300], [700.0, 710.0, -1e3],
+                    [-1e300, -1.5e300, -1e300], [0.0, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, r in REDUCTIONS.items() if r.arity == "one"))
+def test_every_reader_of_a_reduction_agrees_with_it(name):
+    """The row's NumPy f, the float evaluator and the 50-digit evaluator against the row's mpmath form;
+    norm2 and log_sum_exp of 1e200-sized entries must not overflow where the true value does not."""
+    from dcpnet.evaluate import compile_network
+    from dcpnet.graph import load_text
+    from dcpnet.precise import evaluate_precise
+
+    rec = REDUCTIONS[name]
+    net = load_text(f"input x[3]\ny = {name}(x)\n")
+    plan = compile_network(net, ["y"])
+    for xs in REDUCTION_POINTS:
+        want = rec.mp([mpmath.mpf(x) for x in xs])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = {"f": float(rec.f(np.array([xs]))[0]), "evaluate": float(plan.forward({"x": np.array([xs])})["y"][0])}
+        for reader, value in got.items():
+            assert _close(value, want, 1e-13), f"{reader}: {name}{xs} = {value}, mpmath {want}"
+        precise = evaluate_precise(net, ["y"], {"x": xs}, dps=DPS)["y"]
+        assert abs(precise - want) <= mpmath.mpf(10) ** -(DPS - 8) * (1 + abs(want))
