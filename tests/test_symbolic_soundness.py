@@ -555,3 +555,18 @@ def test_the_child_limits_time_and_memory():
     with pytest.raises(Limit, match="memory"):
         run_limited(bytearray, (8 << 30,), seconds=20, memory=256 << 20)
     assert run_limited(pow, (2, 10)) == 1024
+
+
+def test_one_late_atom_does_not_cost_the_others_their_facts():
+    """Atoms of a network share one child; the late one is cut off and a fresh child takes the rest."""
+    from dcpnet.symbolic import Limit, run_each_limited
+
+    def work(x):
+        if x == "slow":
+            time.sleep(30)
+        return x * 2
+
+    start = time.monotonic()
+    out = run_each_limited(work, ["a", "slow", "b"], seconds=0.5)
+    assert out[0] == "aa" and isinstance(out[1], Limit) and out[2] == "bb"
+    assert time.monotonic() - start < 5

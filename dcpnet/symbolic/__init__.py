@@ -15,7 +15,17 @@ from .analysis import PROPS, Analysis, analyse
 from .convert import BUILTIN_FORMULAS, leaky_relu_formula, to_sympy
 from .explain import explain_convex, explain_monotone
 from .facts import AtomFacts, derive_facts, facts_of, fallback_facts
-from .limits import ATOM_SECONDS, MEMORY_BYTES, QUESTION_SECONDS, WALL_SECONDS, Asker, Limit, Unknown, run_limited
+from .limits import (
+    ATOM_SECONDS,
+    MEMORY_BYTES,
+    QUESTION_SECONDS,
+    WALL_SECONDS,
+    Asker,
+    Limit,
+    Unknown,
+    run_each_limited,
+    run_limited,
+)
 from .record import derive, user_atom
 
 __all__ = [
@@ -38,6 +48,7 @@ __all__ = [
     "facts_of",
     "fallback_facts",
     "leaky_relu_formula",
+    "run_each_limited",
     "run_limited",
     "to_sympy",
     "user_atom",

@@ -21,7 +21,7 @@ from . import limits
 from .analysis import NUMPY_EXTRAS, Analysis, analyse
 from .convert import to_sympy
 from .facts import AtomFacts, derive_facts, facts_of, fallback_facts
-from .limits import Asker, Limit, run_limited
+from .limits import Asker, Limit, run_each_limited
 
 
 def user_atom(net, name: str) -> ScalarAtom:
@@ -34,21 +34,28 @@ def user_atom(net, name: str) -> ScalarAtom:
     ((Interval(lo=0.0, hi=inf),), (Interval(lo=-inf, hi=0.0),), '2*t', 't')
     """
     if name not in net.user_atoms:
-        net.user_atoms[name] = _build(net, name)
+        _build_all(net)   # every atom of the network at once: one child, sympy's caches shared
     return net.user_atoms[name]
 
 
-def _build(net, name: str) -> ScalarAtom:
-    d = net.atom_defs[name]
-    try:
-        body = Body.of(net.atom_defs, name)
-    except TooLarge as err:
-        return _unusable(d, _body_text(net, d), str(err))
-    try:
-        facts = run_limited(_child_facts, (net.atom_defs, name), limits.WALL_SECONDS, limits.MEMORY_BYTES)
-    except Limit as err:
-        facts = fallback_facts(f"{err}: its facts are unknown, its range is bounded by interval evaluation")
-    return _from_body(d, _body_text(net, d), body, facts)
+def _build_all(net) -> None:
+    bodies, unusable = {}, {}
+    for name, d in net.atom_defs.items():
+        if name in net.user_atoms:
+            continue
+        try:
+            bodies[name] = Body.of(net.atom_defs, name)
+        except TooLarge as err:
+            unusable[name] = _unusable(d, _body_text(net, d), str(err))
+    names = list(bodies)
+    defs = net.atom_defs
+    results = run_each_limited(lambda n: _child_facts(defs, n), names, limits.WALL_SECONDS, limits.MEMORY_BYTES)
+    for name, facts in zip(names, results):
+        if isinstance(facts, Limit):
+            facts = fallback_facts(f"{facts}: its facts are unknown, its range is bounded by interval evaluation")
+        d = net.atom_defs[name]
+        net.user_atoms[name] = _from_body(d, _body_text(net, d), bodies[name], facts)
+    net.user_atoms.update(unusable)
 
 
 def _child_facts(defs: dict, name: str) -> AtomFacts:
