@@ -448,7 +448,7 @@ class Analyzer:
             where = f.convex_on if prop == "convex" else f.concave_on
             return Failure(node.id, "curvature of the outer function",
                            ("{} is not {} on {}, the range of its argument `{}`{}", _called(f), prop, box, arg.label,
-                            _Text(_only_on, _called(f), prop, where)), _hint(_restrict_hint(_called(f), where)))
+                            _Text(_only_on, _called(f), prop, where, f.notes)), _hint(_restrict_hint(_called(f), where)))
         if not domain_ok:
             return Failure(node.id, "domain", (("`{}` may leave the domain {} of {}, and the set where it stays inside "
                                                "need not be convex ({} is {})"), arg.label, f.domain, _called(f),
@@ -466,7 +466,7 @@ class Analyzer:
         return Failure(node.id, "monotonicity of the outer function",
                        ("{} is {} on {}, the range of its argument `{}` ({}); the composition needs it {} there: {}{}",
                         _called(f), mono, box, arg.label, g, need, _Text(self._derivative_words, f, box, need),
-                        _Text(_only_on, _called(f), need, pieces)), _hint(_restrict_hint(_called(f), pieces)), need)
+                        _Text(_only_on, _called(f), need, pieces, f.notes)), _hint(_restrict_hint(_called(f), pieces)), need)
 
     def box(self, node: Node) -> Interval | None:
         """The argument's range met with the atom's domain: where the atom's facts are read."""
@@ -728,10 +728,11 @@ def _called(f: ScalarAtom) -> str:
     return f"u^{f.params[0]:g}" if f.name == "power" else f.name
 
 
-def _only_on(name: str, what: str, pieces) -> str:
+def _only_on(name: str, what: str, pieces, notes: tuple = ()) -> str:
+    why = "".join(f" ({note})" for note in notes)   # a user atom's derivation cut short by a limit says so
     if not pieces:
-        return f"; {name} is {what} on no interval"
-    return f"; {name} is {what} only on " + " and ".join(str(p) for p in pieces)
+        return f"; {name} is {what} on no interval{why}"
+    return f"; {name} is {what} only on " + " and ".join(str(p) for p in pieces) + why
 
 
 def _restrict_hint(name: str, pieces) -> str | None:

@@ -543,6 +543,8 @@ def test_a_hang_falls_back_to_sound_facts_and_says_so(monkeypatch):
     assert atom.convex_on == atom.increasing_on == () and "wall-clock" in atom.notes[0]
     assert atom.image(Interval(1.0, 2.0)).lo <= 2 and atom.image(Interval(1.0, 2.0)).hi >= 6
     assert "wall-clock" in explain_convex(atom, Interval(0.0, 1.0))
+    res, _ = _verdicts("input x in [-1, 1]\natom f(t) = t^2 + relu(t)\ny = f(x)\n", budget=0.1)
+    assert res.convex.verdict is not Verdict.PROVED and "wall-clock limit" in res.convex.reason   # the report says so
 
 
 def test_the_child_limits_time_and_memory():
