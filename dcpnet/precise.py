@@ -96,9 +96,22 @@ def _check_declared(net: Network, name: str, value) -> None:
     var = net.variables.get(name)
     if var is None or var.exact == (None, None):
         return
+    lo, hi = (_as_double(q) for q in var.exact)   # a bound a double holds: compared without Fractions
     for v in (value.flat if isinstance(value, np.ndarray) else (value,)):
-        if not (isinstance(v, mpmath.mpf) and mpmath.isfinite(v) and var.admits(mpf_fraction(v))):
+        if not (isinstance(v, mpmath.mpf) and mpmath.isfinite(v)):
+            raise OutsideDomain(f"{name} = {v} is not a finite real number")
+        inside = (var.exact[0] is None or (v >= lo if lo is not None else mpf_fraction(v) >= var.exact[0])) and \
+                 (var.exact[1] is None or (v <= hi if hi is not None else mpf_fraction(v) <= var.exact[1]))
+        if not inside:
             raise OutsideDomain(f"{name} = {mpmath.nstr(v, 20)} is outside its declared constraint")
+
+
+def _as_double(q: Fraction | None) -> float | None:
+    """q as a double when one holds it exactly, else None."""
+    if q is None:
+        return None
+    f = float(q)
+    return f if Fraction(f) == q else None
 
 
 def _check_real(node: Node, value) -> None:

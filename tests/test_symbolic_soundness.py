@@ -492,6 +492,10 @@ def test_a_witness_must_satisfy_the_declared_bound_as_written():
         evaluate_precise(net, ["y"], {"x": 0.7})
     assert evaluate_precise(net, ["y"], {"x": math.nextafter(0.7, 1)})["y"] > 0.49
     assert net.variables["x"].bounds.lo <= 0.7 - 1e-17   # the prover's range holds seven tenths
+    half = load_text("input x[2] in [0.5, 2]\ny = sum(x)\n")   # bounds a double holds: the fast comparison
+    assert evaluate_precise(half, ["y"], {"x": [0.5, 2.0]})["y"] == 2.5
+    with pytest.raises(OutsideDomain):
+        evaluate_precise(half, ["y"], {"x": [0.5, math.nextafter(2.0, 3)]})
 
 
 def test_an_atom_defined_nowhere_is_never_refuted():
