@@ -13,8 +13,9 @@ row: its `mp` form and domain, its NumPy `f` and `df`, its outward-rounded `imag
 >>> import mpmath
 >>> net = load_text("input x\\natom f(t) = sqrt(t)^6\\ny = f(x)\\n")
 >>> body = Body.of(net.atom_defs, "f")
->>> body.mp(mpmath.mpf(4)), body.interval(Interval(1.0, 4.0))
-(mpf('64.0'), Interval(lo=1.0, hi=64.0))
+>>> enclosure = body.interval(Interval(1.0, 4.0))   # the table's images, widened by each row's error
+>>> body.mp(mpmath.mpf(4)), enclosure.lo <= 1 < 64 <= enclosure.hi < 64.001
+(mpf('64.0'), True)
 >>> body.mp(mpmath.mpf(-1))
 Traceback (most recent call last):
 ...

@@ -49,7 +49,7 @@ def explain_monotone(atom: ScalarAtom, box: Interval) -> str | None:
     """Why `atom` is not nondecreasing on `box`, in words; None when it is.
 
     >>> from dcpnet.atoms import SCALAR_ATOMS
-    >>> explain_monotone(SCALAR_ATOMS["square"], Interval(-1.0, INF))
+    >>> explain_monotone(SCALAR_ATOMS["square"], Interval(-1.0, float("inf")))
     "square'(u) = 2u < 0 for u in [-1, 0), inside the range [-1, inf)"
     """
     if atom.monotonicity_on_box(box).value in ("nondecreasing", "constant"):
