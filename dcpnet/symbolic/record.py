@@ -21,7 +21,7 @@ from . import limits
 from .analysis import NUMPY_EXTRAS, Analysis, analyse
 from .convert import to_sympy
 from .facts import AtomFacts, derive_facts, facts_of, fallback_facts
-from .limits import Asker, Limit, run_each_limited
+from .limits import Asker, Limit, run_each_limited, run_limited
 
 
 def user_atom(net, name: str) -> ScalarAtom:
@@ -102,18 +102,28 @@ def derive(expr: sp.Expr, var: sp.Symbol, name: str, formula: str, conditions: t
     >>> a.convex_on, a.domain, a.open_at
     ((Interval(lo=0.0, hi=inf),), Interval(lo=0.0, hi=inf), (True, False))
     """
-    ask = Asker()
-    an = analyse(expr, var, tuple(conditions), ask)
-    facts = facts_of(an, ask)
+    conditions = tuple(conditions)
+    try:   # under the same limits as a user atom's: no alarm ever runs in this process
+        facts, slope = run_limited(_facts_and_slope, (expr, var, conditions))
+        slope = sp.sympify(slope, locals={var.name: var})
+    except Limit as err:
+        facts, slope = fallback_facts(str(err)), sp.diff(expr, var)
     mp = _mpmath(var, expr)
     return ScalarAtom(
         name=name, formula=formula, derivative=facts.derivative,
         convex_on=facts.convex_on, concave_on=facts.concave_on,
         increasing_on=facts.increasing_on, decreasing_on=facts.decreasing_on,
-        f=_numpy(var, expr, mp), df=_numpy(var, _df_expr(an)), mp=mp,
+        f=_numpy(var, expr, mp), df=_numpy(var, slope), mp=mp,
         domain=facts.domain, open_at=facts.open_at, bounds=facts.bounds,
         var=var.name, second_derivative=facts.second_derivative, notes=facts.notes,
     )
+
+
+def _facts_and_slope(expr, var, conditions) -> tuple[AtomFacts, str]:
+    """Runs in the child: the facts, and f' as text (plain data crosses back, not sympy objects)."""
+    ask = Asker(limits.ATOM_SECONDS)
+    an = analyse(expr, var, conditions, ask)
+    return facts_of(an, ask), sp.srepr(_df_expr(an))
 
 
 def _numpy(var, e, mp=None):
