@@ -330,9 +330,25 @@ def _jensen_violation(case: Case, target: str, sign: int, rng: random.Random, pa
             continue
         fa, fb, fm = values
         gap = sign * (fm - (fa + fb) / 2)
-        if gap > mpmath.mpf(10) ** -25 * (abs(fa) + abs(fb) + abs(fm) + 1):
+        if gap > 0 and _certain_gap(case, target, sign, a, b):
             return (float(a), float(b), float(gap))
     return None
+
+
+def _certain_gap(case: Case, target: str, sign: int, a, b) -> bool:
+    """The Jensen gap at (a, b) is positive beyond the reference's own rounding: at 40 and at 80 digits it
+    is positive and the two agree to half its size (a relative test: a gap of 1e-32 between values of 1e-32
+    counts, the noise of an affine function does not)."""
+    gaps = []
+    for dps in (DPS, 2 * DPS):
+        with mpmath.workdps(dps):
+            try:
+                fa, fb, fm = (case.value(target, x) for x in (mpmath.mpf(a), mpmath.mpf(b), (mpmath.mpf(a) + b) / 2))
+            except Undef:
+                return False
+            gaps.append(sign * (fm - (fa + fb) / 2))
+    with mpmath.workdps(2 * DPS):
+        return gaps[1] > 0 and abs(gaps[1] - gaps[0]) < gaps[1] / 2
 
 
 def _witness_problem(case: Case, target: str, sign: int, w: dict):
@@ -346,7 +362,7 @@ def _witness_problem(case: Case, target: str, sign: int, w: dict):
     except Undef:
         return f"undefined at a, b or the midpoint: a = {a!r}, b = {b!r}"
     gap = sign * (fm - (fa + fb) / 2)
-    if not gap > mpmath.mpf(10) ** -30 * (abs(fa) + abs(fb) + abs(fm) + 1):
+    if not _certain_gap(case, target, sign, a, b):
         return f"no gap by the reference: {mpmath.nstr(gap, 10)} at a = {a!r}, b = {b!r}"
     return None
 
@@ -371,6 +387,12 @@ def test_the_audit_can_fail():
         # t^3 is not convex at t < 0, but sqrt(t)^6 is undefined there: that witness is invalid
         assert "undefined" in _witness_problem(sqrt6, "y1", 1, {"a": {"x": -1.0}, "b": {"x": 0.0}})
         assert "outside" in _witness_problem(case, "y1", 1, {"a": {"x": -1.5}, "b": {"x": 0.0}})
+        assert "no gap" in _witness_problem(case, "y1", 1, {"a": {"x": -1.0}, "b": {"x": 1.0}})   # t^2 is convex
+        # a tiny gap between tiny values is a gap: (-t)^6 at ±1e-5 (values 1e-30, the midpoint 0)
+        tiny = Case(("pow", ("neg", T), "6"), ("-1", "1"), "0")
+        assert _witness_problem(tiny, "y1", -1, {"a": {"x": -1e-5}, "b": {"x": 1e-5}}) is None
+        affine = Case(("+", ("*", ("num", "0.1"), T), ("num", "0.3")), ("-1", "1"), "0")
+        assert "no gap" in _witness_problem(affine, "y1", 1, {"a": {"x": -0.3}, "b": {"x": 0.7}})
 
 
 # -- fuzzed bodies: no traceback, no run past the limits ----------------------------------------------------------
