@@ -99,6 +99,20 @@ class Body:
         except (RecursionError, ValueError, OverflowError, ZeroDivisionError):
             return REALS
 
+    def defined_nowhere(self) -> bool:
+        """True when interval evaluation proves that no real point is in the body's domain: on every piece
+        of a subdivision of the line some built-in's argument misses its domain (sqrt(-1 - t^2)).
+
+        >>> from dcpnet.graph import load_text
+        >>> net = load_text("input x\\natom f(t) = sqrt(-1 - t^2) + t\\natom g(t) = sqrt(t)\\ny = f(x) + g(x)\\n")
+        >>> Body.of(net.atom_defs, "f").defined_nowhere(), Body.of(net.atom_defs, "g").defined_nowhere()
+        (True, False)
+        """
+        try:
+            return all(_run(self.program, piece, _NOWHERE) is None for piece in _subdivide(REALS))
+        except (RecursionError, ValueError, OverflowError, ZeroDivisionError):
+            return False
+
     def enclosure(self, box: Interval) -> Interval:
         """`interval` on a subdivision of box, hulled: tighter where the body repeats its argument."""
         parts = _subdivide(box)
@@ -282,4 +296,36 @@ _IV: dict[str, Callable] = {
     "atom": lambda atom, box: atom.image(box),
     "max": lambda bs: Interval(max(b.lo for b in bs), max(b.hi for b in bs)),
     "min": lambda bs: Interval(min(b.lo for b in bs), min(b.hi for b in bs)),
+}
+
+
+# intervals where None means "undefined at every point of the box" (and spreads: a part undefined everywhere
+# leaves the whole undefined everywhere)
+def _lift(fn: Callable) -> Callable:
+    def lifted(*args):
+        return None if any(a is None for a in args) else fn(*args)
+    return lifted
+
+
+def _nowhere_atom(atom: ScalarAtom, box):
+    if box is None:
+        return None
+    inside = box.meet(atom.domain)
+    if inside is None or (inside.is_point and ((atom.open_at[0] and inside.lo == atom.domain.lo)
+                                               or (atom.open_at[1] and inside.hi == atom.domain.hi))):
+        return None
+    return atom.image(inside)
+
+
+def _nowhere_div(a, b):
+    if a is None or b is None or (b.lo == 0 and b.hi == 0):
+        return None
+    return L.div(a, b)
+
+
+_NOWHERE: dict[str, Callable] = {
+    **{k: _lift(v) for k, v in _IV.items() if k not in ("max", "min", "atom", "/")},
+    "max": lambda bs: None if any(b is None for b in bs) else _IV["max"](bs),
+    "min": lambda bs: None if any(b is None for b in bs) else _IV["min"](bs),
+    "atom": _nowhere_atom, "/": _nowhere_div,
 }

@@ -410,6 +410,7 @@ def test_fuzzed_bodies_read_soundly_without_a_traceback(seed):
     except DcpnetError:
         return
     body = Body.of(net.atom_defs, "f")
+    nowhere = body.defined_nowhere()
     for _ in range(4):
         x = rng.uniform(-4, 4)
         with mpmath.workdps(DPS):
@@ -422,6 +423,7 @@ def test_fuzzed_bodies_read_soundly_without_a_traceback(seed):
             except Undefined:
                 got = None
         assert (want is None) == (got is None), (case.text(), x, want, got)
+        assert not (nowhere and want is not None), (case.text(), x)   # "defined nowhere" must be true
         if want is not None:
             assert abs(got - want) <= mpmath.mpf(10) ** -30 * (1 + abs(want)), (case.text(), x)
             enclosure = body.interval(Interval(x, x))
@@ -521,8 +523,11 @@ def test_a_witness_must_satisfy_the_declared_bound_as_written():
 
 
 def test_an_atom_defined_nowhere_is_never_refuted():
-    res, _ = _verdicts("input x in [-1, 1]\natom k(t) = sqrt(-1 - t^2) + t^3\ny = k(x)\n")
-    assert res.convex.verdict is not Verdict.REFUTED and res.concave.verdict is not Verdict.REFUTED
+    """Every claim on an atom defined at no real point holds vacuously (interval evaluation proves it)."""
+    res, _ = _verdicts("input x in [-1, 1]\natom k(t) = log(-(t^2) - 0.5) * t^3 - t^4\ny = k(x)\n")
+    assert res.convex.verdict is Verdict.PROVED and res.concave.verdict is Verdict.PROVED
+    res, _ = _verdicts("input x in [-1, 1]\natom k(t) = log(t^2 - 2*t + 1.5) * t^3 - t^4\ny = k(x)\n")
+    assert res.concave.verdict is not Verdict.PROVED   # defined everywhere: not vacuous
 
 
 def test_a_literal_means_the_decimal_written():

@@ -17,6 +17,7 @@ import sympy as sp
 from .. import syntax as st
 from ..atoms import ScalarAtom
 from ..body import Body, TooLarge
+from ..lattice import REALS, point
 from . import limits
 from .analysis import NUMPY_EXTRAS, Analysis, analyse
 from .convert import to_sympy
@@ -49,13 +50,23 @@ def _build_all(net) -> None:
             unusable[name] = _unusable(d, _body_text(net, d), str(err))
     names = list(bodies)
     defs = net.atom_defs
-    results = run_each_limited(lambda n: _child_facts(defs, n), names, limits.WALL_SECONDS, limits.MEMORY_BYTES)
-    for name, facts in zip(names, results):
+    nowhere = {n for n in names if bodies[n].defined_nowhere()}
+    asked = [n for n in names if n not in nowhere]
+    results = dict(zip(asked, run_each_limited(lambda n: _child_facts(defs, n), asked, limits.WALL_SECONDS,
+                                               limits.MEMORY_BYTES)))
+    results.update({n: _VACUOUS for n in nowhere})
+    for name, facts in results.items():
         if isinstance(facts, Limit):
             facts = fallback_facts(f"{facts}: its facts are unknown, its range is bounded by interval evaluation")
         d = net.atom_defs[name]
         net.user_atoms[name] = _from_body(d, _body_text(net, d), bodies[name], facts)
     net.user_atoms.update(unusable)
+
+
+# an atom defined at no real point: every claim about it holds vacuously (the README's choice), so every
+# fact is listed on the whole line and its range is a point
+_VACUOUS = AtomFacts((REALS,), (REALS,), (REALS,), (REALS,), bounds=point(0.0), derivative="(defined nowhere)",
+                     notes=("defined at no real point: every claim about it holds vacuously",))
 
 
 def _child_facts(defs: dict, name: str) -> AtomFacts:
