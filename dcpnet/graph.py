@@ -150,8 +150,13 @@ def const_range(node: Node) -> Interval:
     >>> const_range(load_text("input x\\ny = x * 0.1\\n").nodes[1])
     Interval(lo=0.09999999999999999, hi=0.1)
     """
-    value, exact = node.attrs
-    return enclose(exact) if exact is not None else Interval(value, value)
+    return enclose(const_exact(node))
+
+
+def const_exact(node: Node) -> Fraction:
+    """A constant node's exact value: the literal as written, or for a constant the library made (a rewrite's
+    folded number has attrs (value,)) the decimal its double prints as, as `rewrite.literal` reads it."""
+    return node.attrs[1] if len(node.attrs) > 1 and node.attrs[1] is not None else Fraction(repr(node.attrs[0]))
 
 
 def build(program: st.Program) -> Network:

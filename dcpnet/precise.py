@@ -14,7 +14,7 @@ import mpmath
 import numpy as np
 
 from .atoms import REDUCTIONS
-from .graph import Network, Node
+from .graph import Network, Node, const_exact
 
 
 class OutsideDomain(ArithmeticError):
@@ -131,7 +131,7 @@ def _value(net: Network, node: Node, args: list, env: dict):
         _check_declared(net, name, value)
         return value
     if op == "const":
-        return exact_mpf(node.attrs[1])   # the literal as written, e.g. one tenth for 0.1
+        return exact_mpf(const_exact(node))   # the literal as written, e.g. one tenth for 0.1
     if op == "add":
         return args[0] + args[1]
     if op == "sub":

@@ -137,7 +137,10 @@ def _expand(c: Fraction, t: Term):
 
 
 def literal(t: Term) -> Fraction:
-    """A constant's value as precise.py reads it: the decimal written (0.1 is one tenth)."""
+    """A constant's value as precise.py reads it: the decimal written (0.1 is one tenth), kept exactly on a
+    literal's node (attrs (double, Fraction)); a constant made here reads as the decimal of its double."""
+    if len(t.attrs) > 1 and t.attrs[1] is not None:
+        return t.attrs[1]
     return Fraction(repr(t.attrs[0]))
 
 
@@ -173,7 +176,7 @@ class Ranges:
         if op == "var":
             return self.net.variables[t.attrs[0]].bounds
         if op == "const":
-            return L.point(t.attrs[0])
+            return L.enclose(literal(t))   # outward: 0.30000000000000000001 is not the double 0.3
         if op == "lin":
             out = _coeff_interval(t.attrs[0])
             for c, x in zip(t.attrs[1], r):
