@@ -76,6 +76,30 @@ class Pow(Expr):
     exponent_exact: Fraction | None = None   # the exponent as written (None: folded to an irrational)
 
 
+def fold(e: Expr, rules: dict):
+    """An atom body's tree evaluated bottom-up: `rules[kind](node, *folded operands)`, with the kinds
+    "num", "name" (no operands), "neg", "pow" (one), "binop" (two) and "call" (a list of folded arguments).
+    One walk for every writer of a body (PyTorch, CVXPY, ...), each giving only its rules.
+
+    >>> fold(BinOp(1, 1, "+", Num(1, 1, 2.0), Name(1, 5, "t")), {"num": lambda e: str(e.value),
+    ...      "name": lambda e: e.id, "binop": lambda e, a, b: f"({a} {e.op} {b})"})
+    '(2.0 + t)'
+    """
+    if isinstance(e, Num):
+        return rules["num"](e)
+    if isinstance(e, Name):
+        return rules["name"](e)
+    if isinstance(e, Neg):
+        return rules["neg"](e, fold(e.operand, rules))
+    if isinstance(e, Pow):
+        return rules["pow"](e, fold(e.base, rules))
+    if isinstance(e, BinOp):
+        return rules["binop"](e, fold(e.left, rules), fold(e.right, rules))
+    if isinstance(e, Call):
+        return rules["call"](e, [fold(a, rules) for a in e.args])
+    raise ValueError(f"unexpected expression in an atom body: {e!r}")
+
+
 # -- statements ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Pos:

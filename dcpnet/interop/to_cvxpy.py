@@ -327,18 +327,8 @@ class _Objective:
     # -- NumPy: the values of what depends on no variable -------------------------------------------------
     def _numpy(self, node: Node) -> str:
         op, args = node.op, [self.ref(a) for a in node.args]
-        if op in _BINARY:
-            return f"np.asarray({args[0]} {_BINARY[op]} {args[1]})"
-        if op == "matmul":
-            return f"np.asarray({args[0]}) @ np.asarray({args[1]})"
-        if op == "neg":
-            return f"-np.asarray({args[0]})"
-        if op == "index":
-            return f"np.asarray({args[0]})[{node.attrs[0]}]"
-        if op == "slice":
-            return f"np.asarray({args[0]})[{node.attrs[0]}:{node.attrs[1]}]"
-        if op == "concat":
-            return f"np.concatenate([{', '.join(f'np.ravel({a})' for a in args)}])"
+        if op in _NUMPY_FORMS:
+            return _form(_NUMPY_FORMS[op], node, args)
         if op == "scalar":
             return self._scalar_text(node.attrs, f"np.asarray({args[0]})", NUMPY_ATOMS, numpy=True)
         name = node.attrs[0]
@@ -347,26 +337,14 @@ class _Objective:
     # -- CVXPY: what depends on a variable or a Parameter -------------------------------------------------
     def _cvxpy(self, node: Node) -> str:
         op, args = node.op, [self.ref(a) for a in node.args]
-        if op in ("add", "sub"):
-            return f"{args[0]} {_BINARY[op]} {args[1]}"
-        if op == "mul":
-            return f"_times({args[0]}, {args[1]})"
         if op == "div":
             if self.mode[node.args[1]] == "var":
                 raise _refuse(self.net, "a division by an expression of the variables has no CVXPY form", node)
             divisor = node.args[1]
             return f"{args[0]} / {args[1]}" if not self.net.nodes[divisor].shape else \
                 f"_times({args[0]}, 1.0 / {args[1]})"
-        if op == "matmul":
-            return f"{args[0]} @ {args[1]}"
-        if op == "neg":
-            return f"-{args[0]}"
-        if op == "index":
-            return f"{args[0]}[{node.attrs[0]}]"
-        if op == "slice":
-            return f"{args[0]}[{node.attrs[0]}:{node.attrs[1]}]"
-        if op == "concat":
-            return f"cp.hstack([{', '.join(f'_entries({a})' for a in args)}])"
+        if op in _CVXPY_FORMS:
+            return _form(_CVXPY_FORMS[op], node, args)
         if op == "scalar":
             return self._scalar_cvxpy(node)
         return self._reduction_cvxpy(node)
@@ -474,21 +452,17 @@ class _Objective:
     def _body(self, e, numpy: bool) -> str:
         from .. import syntax as st
 
-        if isinstance(e, st.Num):
-            return _num(e.value)
-        if isinstance(e, st.Name):
-            return "u"
-        if isinstance(e, st.Neg):
-            return f"(-{self._body(e.operand, numpy)})"
-        if isinstance(e, st.Pow):
-            base = self._body(e.base, numpy)
+        def power(n, base: str) -> str:
             if numpy:
-                return f"np.power({base}, {_num(e.exponent)})"
-            return f"cp.square({base})" if e.exponent == 2 else f"cp.power({base}, {_num(e.exponent)})"
-        if isinstance(e, st.BinOp):
-            left, right = self._body(e.left, numpy), self._body(e.right, numpy)
-            return f"_times({left}, {right})" if e.op == "*" and not numpy else f"({left} {e.op} {right})"
-        args = [self._body(x, numpy) for x in e.args]
+                return f"np.power({base}, {_num(n.exponent)})"
+            return f"cp.square({base})" if n.exponent == 2 else f"cp.power({base}, {_num(n.exponent)})"
+
+        def binop(n, left: str, right: str) -> str:
+            return f"_times({left}, {right})" if n.op == "*" and not numpy else f"({left} {n.op} {right})"
+        return st.fold(e, {"num": lambda n: _num(n.value), "name": lambda n: "u", "neg": lambda n, x: f"(-{x})",
+                           "pow": power, "binop": binop, "call": lambda n, args: self._body_call(n, args, numpy)})
+
+    def _body_call(self, e, args: list[str], numpy: bool) -> str:
         if e.func in ("maximum", "minimum"):
             return f"{'np' if numpy else 'cp'}.{e.func}({', '.join(args)})" if not numpy or len(args) == 2 else \
                 f"_fold(np.{e.func}, {', '.join(args)})"
@@ -502,6 +476,20 @@ class _Objective:
 
 
 _BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+# the structural ops, written out: {0}, {1} the arguments, {i}, {j} the node's index or slice bounds
+_NUMPY_FORMS = {**{op: f"np.asarray({{0}} {sym} {{1}})" for op, sym in _BINARY.items()},
+                "matmul": "np.asarray({0}) @ np.asarray({1})", "neg": "-np.asarray({0})",
+                "index": "np.asarray({0})[{i}]", "slice": "np.asarray({0})[{i}:{j}]",
+                "concat": "np.concatenate([{ravelled}])"}
+_CVXPY_FORMS = {"add": "{0} + {1}", "sub": "{0} - {1}", "mul": "_times({0}, {1})", "matmul": "{0} @ {1}",
+                "neg": "-{0}", "index": "{0}[{i}]", "slice": "{0}[{i}:{j}]", "concat": "cp.hstack([{entries}])"}
+
+
+def _form(template: str, node: Node, args: list[str]) -> str:
+    """A structural op's text from its template (see `_NUMPY_FORMS`)."""
+    attrs = list(node.attrs) + [None, None] if node.op in ("index", "slice") else [None, None]
+    return template.format(*args, i=attrs[0], j=attrs[1], ravelled=", ".join(f"np.ravel({a})" for a in args),
+                           entries=", ".join(f"_entries({a})" for a in args))
 
 
 def _refuse(net: Network, message: str, node: Node | None) -> CvxpyRefused:

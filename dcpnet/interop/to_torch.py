@@ -75,6 +75,7 @@ REDUCTIONS = {
     "minimum": "_minimum({args})",
 }
 BINARY = {"add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} * {b}", "div": "{a} / {b}"}
+SELECT = {"neg": "-{0}", "index": "{0}[..., {1}]", "slice": "{0}[..., {1}:{2}]"}   # the example axis stays first
 
 # What the generated file defines before the class: the helpers the templates name.
 _PRELUDE = '''\
@@ -322,12 +323,8 @@ class _Forward:
         if op in BINARY:
             a, b = (self._lifted(i, node) for i in node.args)
             return BINARY[op].format(a=a, b=b)
-        if op == "neg":
-            return f"-{self.ref(node.args[0])}"
-        if op == "index":
-            return f"{self.ref(node.args[0])}[..., {node.attrs[0]}]"
-        if op == "slice":
-            return f"{self.ref(node.args[0])}[..., {node.attrs[0]}:{node.attrs[1]}]"
+        if op in SELECT:
+            return SELECT[op].format(self.ref(node.args[0]), *node.attrs)
         if op == "concat":
             flags = tuple(self.batched[a] for a in node.args)
             return f"_concat(_n, {flags!r}, {', '.join(self.ref(a) for a in node.args)})"
@@ -393,25 +390,17 @@ class _Forward:
         return f"\n\ndef _atom_{name}(u):\n    return {self._body(a.body, a.arg)}\n"
 
     def _body(self, e: st.Expr, arg: str) -> str:
-        if isinstance(e, st.Num):
-            return _num(e.value)
-        if isinstance(e, st.Name):
-            return "u"
-        if isinstance(e, st.Neg):
-            return f"(-{self._body(e.operand, arg)})"
-        if isinstance(e, st.Pow):
-            return f"({self._body(e.base, arg)} ** {_num(e.exponent)})"
-        if isinstance(e, st.BinOp):
-            return f"({self._body(e.left, arg)} {e.op} {self._body(e.right, arg)})"
-        if isinstance(e, st.Call):
-            args = [self._body(x, arg) for x in e.args]
-            if e.func in ("maximum", "minimum"):
-                return f"_{e.func}({', '.join(args)})"
-            if e.func in self.net.atom_defs:
-                return f"_atom_{e.func}({args[0]})"
-            attrs = (e.func, e.args[1].value) if len(e.args) > 1 else (e.func,)
-            return f"({self._scalar(attrs, args[0])})"
-        raise ValueError(f"unexpected expression in an atom body: {e!r}")
+        return st.fold(e, {"num": lambda n: _num(n.value), "name": lambda n: "u", "neg": lambda n, x: f"(-{x})",
+                           "pow": lambda n, b: f"({b} ** {_num(n.exponent)})",
+                           "binop": lambda n, a, b: f"({a} {n.op} {b})", "call": self._body_call})
+
+    def _body_call(self, e: st.Call, args: list[str]) -> str:
+        if e.func in ("maximum", "minimum"):
+            return f"_{e.func}({', '.join(args)})"
+        if e.func in self.net.atom_defs:
+            return f"_atom_{e.func}({args[0]})"
+        attrs = (e.func, e.args[1].value) if len(e.args) > 1 else (e.func,)
+        return f"({self._scalar(attrs, args[0])})"
 
 
 def st_walk(e: st.Expr):
