@@ -131,10 +131,10 @@ def test_random_networks_agree_with_the_evaluator(case):
     outs[net.outputs.index(scalar[0])].mean().backward()
     for name, p in module.named_parameters():
         got = np.zeros(p.shape) if p.grad is None else p.grad.numpy()
-        assert np.allclose(got, grads[name], rtol=1e-8, atol=1e-10), name
+        assert np.allclose(got, grads[name], rtol=1e-8, atol=1e-10, equal_nan=True), name
     for name, t in zip(net.inputs, tensors):
         got = np.zeros(t.shape) if t.grad is None else t.grad.numpy()
-        assert np.allclose(got, grads[name], rtol=1e-8, atol=1e-10), name
+        assert np.allclose(got, grads[name], rtol=1e-8, atol=1e-10, equal_nan=True), name
 
 
 def test_shapes_and_operators_of_every_kind():
