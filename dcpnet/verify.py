@@ -180,25 +180,26 @@ class Verifier:
         return PropertyResult(prop, Verdict.UNKNOWN, reason=reason, hint=failure.hint, failure=failure)
 
     def _refute_unproved(self, target, wrt, props: dict[str, PropertyResult], want) -> None:
-        refuter = self.refuter()
         for prop in ("convex", "concave"):
             res = props[prop]
             if res.verdict is Verdict.PROVED:
                 continue
             if prop not in want and "affine" not in want:
                 continue
-            deadline = time.perf_counter() + self.budget  # each property has its own budget
-            witness = refuter.search(target, wrt, prop, res.failure, deadline)
-            if witness is not None:
-                res.verdict, res.witness = Verdict.REFUTED, witness
-                res.reason = refuter.explain(target, wrt, prop, res.failure, witness) or res.reason
-        affine = props["affine"]
-        if affine.verdict is not Verdict.PROVED:
-            broken = next((props[p] for p in ("convex", "concave") if props[p].verdict is Verdict.REFUTED), None)
-            if broken is not None:
-                affine.verdict, affine.witness = Verdict.REFUTED, broken.witness
-                why = broken.reason.removeprefix(f"not {broken.prop}: ")
-                affine.reason = f"not affine, since not {broken.prop}: {why}"
+            self.search(target, wrt, res, time.perf_counter() + self.budget)  # each property has its own budget
+        settle_affine(props)
+
+    def search(self, target: str, wrt: list[str], res: PropertyResult, deadline: float) -> bool:
+        """Look for a witness against the unproved property `res` until `deadline`; True when refuted."""
+        witness = self.refuter().search(target, wrt, res.prop, res.failure, deadline)
+        if witness is not None:
+            self.refuted(target, wrt, res, witness)
+        return witness is not None
+
+    def refuted(self, target: str, wrt: list[str], res: PropertyResult, witness: dict) -> None:
+        """Record a verified witness against `res` (the refuter's, or one found in fewer variables)."""
+        res.verdict, res.witness = Verdict.REFUTED, witness
+        res.reason = self.refuter().explain(target, wrt, res.prop, res.failure, witness) or res.reason
 
     def refuter(self):
         """The witness search, made on first use (it brings the evaluator; a proof alone never needs it)."""
@@ -312,13 +313,55 @@ def run_checks(verifier: Verifier, wrt: list[str] | None) -> list[Result]:
     return results
 
 
+def settle_affine(props) -> None:
+    """Not convex or not concave means not affine, with the same witness."""
+    affine = props["affine"]
+    if affine.verdict is Verdict.PROVED:
+        return
+    broken = next((props[p] for p in ("convex", "concave") if props[p].verdict is Verdict.REFUTED), None)
+    if broken is not None:
+        affine.verdict, affine.witness = Verdict.REFUTED, broken.witness
+        why = broken.reason.removeprefix(f"not {broken.prop}: ")
+        affine.reason = f"not affine, since not {broken.prop}: {why}"
+
+
 def default_table(verifier: Verifier, out: str) -> list[Result]:
-    """Each output in `inputs`, in `params` jointly, and in each param alone: the seed's question."""
+    """Each output in `inputs`, in `params` jointly, and in each param alone: the seed's question.
+
+    The table shows a proved curvature, or for an unproved cell which of convex and concave are refuted, so
+    only unproved cells are searched, within one budget shared by the whole table (`Verifier.budget`
+    seconds), smallest variable sets first: a witness in fewer variables is one in every larger set that
+    contains them (the extra variables hold their values), so it answers those cells without a search.
+    """
     net = verifier.net
     sets = ([["inputs"]] if net.inputs else []) + ([["params"]] if net.params else [])
     sets += [[p] for p in net.params] if len(net.params) > 1 else []
-    results = [verifier.verify(out, s) for s in sets]
+    results = [verifier.verify(out, s, want=()) for s in sets]    # the rules alone: no search yet
+    if verifier.refute:
+        search_table(verifier, results, time.perf_counter() + verifier.budget)
     joint = next((r for r in results if r.wrt == net.params), None)
     if joint is not None and joint.convex.verdict is not Verdict.PROVED and len(net.params) > 1:
         joint.groups = verifier.convex_groups(out)
     return results
+
+
+def search_table(verifier: Verifier, results: list[Result], deadline: float) -> None:
+    """Refute what the table shows of the unproved cells; each search takes a fair share of the time left."""
+    todo = sorted(((r, p) for r in results if r.curvature is Curvature.UNKNOWN for p in ("convex", "concave")),
+                  key=lambda item: len(item[0].wrt))
+    found: list[tuple[Result, str]] = []
+    for k, (r, prop) in enumerate(todo):
+        res = r[prop]
+        if res.verdict is not Verdict.UNKNOWN:
+            continue
+        smaller = next((s for s, p in found if p == prop and s.expr == r.expr and set(s.wrt) <= set(r.wrt)), None)
+        if smaller is not None:
+            verifier.refuted(r.expr, r.wrt, res, smaller[prop].witness)
+        else:
+            now = time.perf_counter()
+            share = max(deadline - now, 0.0) / (len(todo) - k)
+            verifier.search(r.expr, r.wrt, res, now + share)
+        if res.verdict is Verdict.REFUTED:
+            found.append((r, prop))
+    for r in results:
+        settle_affine(r)
