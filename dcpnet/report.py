@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 from contextlib import contextmanager
 
@@ -23,37 +24,57 @@ MARKS = {Verdict.PROVED: "[green]proved[/]", Verdict.REFUTED: "[yellow]refuted[/
 
 
 INDENT_UP_TO = 100_000      # characters of compact JSON up to which the report is indented for people
+_PLACE = re.compile(r'"\\u0000certificate (\d+)\\u0000"')
+
+
+def report_json(doc) -> str:
+    """A report (or a list of them) as JSON text. Certificates are written by `tree_json` (no recursion: a
+    certificate of a 10,000-layer network nests 40,000 deep), each tree encoded once even where several
+    properties share it; a small, shallow report is indented for people, anything else is compact (its size
+    stays linear in what it says, as for the default table of a big network)."""
+    from .certificate import tree_json
+
+    reports = doc if isinstance(doc, list) else [doc]
+    trees: dict[int, tuple[int, dict]] = {}
+
+    def placeholder(entry: dict) -> dict:
+        tree = entry["certificate"]
+        k = trees.setdefault(id(tree), (len(trees), tree))[0]
+        return {**entry, "certificate": f"\0certificate {k}\0"}
+
+    shallow = [{**report, "results": [{**r, **{k: placeholder(v) for k, v in r.items() if _proved(v)}}
+                                      for r in report["results"]]} for report in reports]
+    text = json.dumps(shallow if isinstance(doc, list) else shallow[0])
+    texts = {k: tree_json(tree) for k, tree in trees.values()}
+    text = _PLACE.sub(lambda m: texts[int(m.group(1))], text)
+    if len(text) <= INDENT_UP_TO and max((_depth(r) for r in reports), default=0) <= 64:
+        text = json.dumps(doc, indent=1)
+    return text
+
+
+def _proved(entry) -> bool:
+    """Is this entry of a result a property with a certificate (convex, concave, affine, increasing, ...)?"""
+    return isinstance(entry, dict) and isinstance(entry.get("certificate"), dict)
+
+
+def _certificates(result: dict) -> list[dict]:
+    return [v["certificate"] for v in result.values() if _proved(v)]
 
 
 def dump_json(reports: list[dict], single: bool = True) -> None:
     """The JSON report of SPEC section 4 on stdout: one object for one file, a list of them for several."""
-    # certificates of very deep networks nest deeply; the encoder recurses once per level
-    limit = sys.getrecursionlimit()
-    depth = max((_depth(r) for report in reports for r in report["results"]), default=0)
-    sys.setrecursionlimit(max(limit, 4 * depth + 1000))
-    try:
-        # indentation grows with depth, so a deep certificate or a large report (the default table of a
-        # big network) is printed compactly: its size stays linear in what it says
-        doc = reports[0] if single else reports
-        text = json.dumps(doc)
-        if depth <= 64 and len(text) <= INDENT_UP_TO:
-            text = json.dumps(doc, indent=1)
-    finally:
-        sys.setrecursionlimit(limit)
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(report_json(reports[0] if single else reports) + "\n")
 
 
-def _depth(result: dict) -> int:
+def _depth(report: dict) -> int:
     deepest = 0
-    for prop in ("convex", "concave", "affine", "increasing", "decreasing"):
-        cert = result.get(prop, {}).get("certificate")
-        if cert is None:
-            continue
-        stack = [(cert, 1)]
-        while stack:
-            node, d = stack.pop()
-            deepest = max(deepest, d)
-            stack.extend((c, d + 1) for c in node["children"])
+    for result in report["results"]:
+        for cert in _certificates(result):
+            stack = [(cert, 1)]
+            while stack:
+                node, d = stack.pop()
+                deepest = max(deepest, d)
+                stack.extend((c, d + 1) for c in node["children"])
     return deepest
 
 
@@ -448,7 +469,7 @@ def plot_witness(net, target: str, witness: dict, path: str) -> None:
 
     node = net.names[target]
     ts = np.linspace(0, 1, 201)
-    from .refute import witness_arrays   # a single number fills a fixed array (the compact form)
+    from .refute import witness_arrays  # a single number fills a fixed array (the compact form)
 
     env = {k: np.repeat(v[None], len(ts), axis=0) for k, v in witness_arrays(net, witness, "fixed").items()}
     a_values, b_values = witness_arrays(net, witness, "a"), witness_arrays(net, witness, "b")

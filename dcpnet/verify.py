@@ -11,6 +11,7 @@ high precision by the refuter), or unknown (with the lowest node where the rules
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -21,13 +22,33 @@ from .lattice import Curvature, Verdict
 from .prove import BEYOND, PROPERTIES, Analyzer, Failure, holds
 
 
+class _BuiltOnRead:
+    """A dataclass field that may be given a builder (a function of no arguments) instead of its value: the
+    value is built when first read. A proof tree is needed only for --tree and --json, and building it costs
+    more than the proof on a deep network."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return None                      # the field's default
+        value = obj.__dict__.get(self.slot)
+        if callable(value):
+            value = obj.__dict__[self.slot] = value()
+        return value
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__[self.slot] = value
+
+
 @dataclass(repr=False)
 class PropertyResult:
     """The verdict on one property (convex, concave or affine) with what justifies it."""
 
     prop: str
     verdict: Verdict
-    certificate: dict | None = None
+    certificate: dict | None = _BuiltOnRead()     # a dict, or a function that builds it when first read
     witness: dict | None = None
     reason: str | None = None
     hint: str | None = None
@@ -132,7 +153,9 @@ class Verifier:
         target = check_target(self.net, target)
         wrt = self.net.resolve_wrt(parse_wrt(self.net, wrt))
         curv = self.analyzer.curvature(target, wrt)
-        cert = certificate(self.analyzer, target, wrt) if curv is not Curvature.UNKNOWN else None
+        # one tree serves every property proved, built when first read
+        cert = functools.cache(functools.partial(certificate, self.analyzer, target, wrt)) \
+            if curv is not Curvature.UNKNOWN else None
         props = {p: self._prove(target, wrt, p, curv, cert) for p in PROPERTIES}
         if self.refute:
             self._refute_unproved(target, wrt, props, want)
