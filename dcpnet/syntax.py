@@ -5,13 +5,16 @@ built bottom-up without recursion and a file of 10,000 layers costs no stack.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
+import hashlib
+import json
 import math
+import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from importlib import resources
 from pathlib import Path
 
 from .errors import DcpnetError, SourceText
@@ -136,12 +139,17 @@ MAX_SYNTAX_ERRORS = 20
 _BIG_INT_DIGITS = 100      # longer integers are clipped (Python refuses to print ints of > 4300 digits)
 
 
+@cache
 def grammar_text() -> str:
-    """The grammar, from the installed package data or from the source checkout."""
-    packaged = resources.files("dcpnet") / "grammar" / "dcpnet.lark"
-    if packaged.is_file():
-        return packaged.read_text()
-    return (Path(__file__).resolve().parent.parent / "grammar" / "dcpnet.lark").read_text()
+    """The grammar, from the installed package data or from the source checkout (importlib.resources only
+    for an installation that is not a folder, such as a zip: importing it costs more than the parse)."""
+    for path in (Path(__file__).parent / "grammar" / "dcpnet.lark",
+                 Path(__file__).resolve().parent.parent / "grammar" / "dcpnet.lark"):
+        if path.is_file():
+            return path.read_text()
+    from importlib import resources
+
+    return (resources.files("dcpnet") / "grammar" / "dcpnet.lark").read_text()
 
 
 def normalise(text: str) -> str:
@@ -201,11 +209,18 @@ def _power(base: float, exponent: float) -> float:
         return math.nan
 
 
-def _make_transformer():
-    from lark import Transformer, v_args
+def _make_transformer(plain: bool = False):
+    """The callbacks as a lark Transformer, or with `plain` as a plain object (the template path calls them
+    itself, and needs no lark)."""
+    if plain:
+        base, decorate = object, (lambda cls: cls)
+    else:
+        from lark import Transformer, v_args
 
-    @v_args(inline=False)
-    class ToSyntax(Transformer):
+        base, decorate = Transformer, v_args(inline=False)
+
+    @decorate
+    class ToSyntax(base):
         """Binds each grammar alias to the node it builds (called by the parser at each reduction).
 
         Every callback is total: lark does not wrap exceptions raised here, so a bad number becomes a
@@ -316,10 +331,20 @@ def _parser():
     from lark import Lark
 
     options = {"parser": "lalr", "lexer": "contextual", "transformer": _make_transformer(), "maybe_placeholders": False}
-    try:  # lark keeps the LALR tables in a temp file keyed by the grammar's hash: ~100 ms less per process
-        return Lark(grammar_text(), cache=True, **options)
-    except OSError:
-        return Lark(grammar_text(), **options)
+    return _lark(Lark, "parser", options)
+
+
+def _lark(Lark, kind: str, options: dict):
+    """A Lark parser whose LALR tables are kept in the user cache folder (~100 ms less per process; lark
+    checks the grammar's hash before it uses them), or built afresh where there is no cache folder."""
+    folder = cache_dir()
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return Lark(grammar_text(), cache=str(folder / f"lark-{kind}.cache"), **options)
+        except OSError:
+            pass
+    return Lark(grammar_text(), **options)
 
 
 # -- a fast path for files of many similar lines ---------------------------------------------------------
@@ -381,11 +406,7 @@ def _grammar_words() -> frozenset:
 def _tree_parser():
     from lark import Lark
 
-    options = {"parser": "lalr", "lexer": "contextual", "maybe_placeholders": False}
-    try:
-        return Lark(grammar_text(), cache=True, **options)
-    except OSError:
-        return Lark(grammar_text(), **options)
+    return _lark(Lark, "tree-parser", {"parser": "lalr", "lexer": "contextual", "maybe_placeholders": False})
 
 
 def _template(line: str, lexemes) -> tuple | None:
@@ -448,6 +469,16 @@ def _fill(template: tuple, lexemes, line_no: int, callbacks: dict):
 
 def _parse_by_templates(text: str) -> Program | None:
     callbacks = _callbacks()
+    _load_templates()
+    known = len(_templates)
+    try:
+        return _fill_lines(text, callbacks)
+    finally:
+        if len(_templates) > known:
+            _save_templates()
+
+
+def _fill_lines(text: str, callbacks: dict) -> Program | None:
     statements = []
     for line_no, line in enumerate(text.split("\n"), 1):
         lexemes = _lexemes(line)
@@ -466,6 +497,77 @@ def _parse_by_templates(text: str) -> Program | None:
     return callbacks["program"](statements)
 
 
+# -- templates kept between processes ---------------------------------------------------------------------
+# Making a template takes lark: its import, its tables and its lexer's regular expressions cost a third of
+# checking a small file. The templates of line shapes met before are kept in the user cache folder, under a
+# key made of the grammar, this module's source and lark's version (so any change makes new ones), with a
+# digest of the contents (a damaged file is ignored, never trusted).
+TEMPLATES_KEPT = 4096           # shapes kept at most (a file of many distinct shapes is parsed the usual way)
+
+
+def cache_dir() -> Path | None:
+    """Where dcpnet keeps what it computes once: $DCPNET_CACHE_DIR (set but empty: nowhere), else
+    $XDG_CACHE_HOME/dcpnet, else ~/.cache/dcpnet."""
+    chosen = os.environ.get("DCPNET_CACHE_DIR")
+    if chosen is not None:
+        return Path(chosen) if chosen else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dcpnet"
+
+
+@cache
+def _templates_file() -> Path | None:
+    folder = cache_dir()
+    if folder is None:
+        return None
+    from importlib.util import find_spec
+
+    digest = hashlib.sha256(grammar_text().encode())
+    digest.update(Path(__file__).read_bytes())
+    spec = find_spec("lark")
+    if spec is None or spec.origin is None:
+        return None
+    digest.update(Path(spec.origin).read_bytes())       # lark's __init__ names its version
+    return folder / f"templates-{digest.hexdigest()[:24]}.json"
+
+
+@cache
+def _load_templates() -> None:
+    """Add the kept templates to `_templates` (once per process); nothing when there are none or the file is
+    damaged."""
+    try:
+        path = _templates_file()
+        if path is None:
+            return
+        head, _, body = path.read_text().partition("\n")
+        if head != hashlib.sha256(body.encode()).hexdigest():
+            return
+        kept = {tuple(key): template for key, template in json.loads(body)}
+    except (OSError, ValueError, TypeError):
+        return
+    for key, template in kept.items():
+        _templates.setdefault(key, template)
+
+
+def _save_templates() -> None:
+    """Write `_templates` next to the file it replaces, then rename: readers see the old file or the new."""
+    try:
+        path = _templates_file()
+    except OSError:
+        return
+    if path is None or len(_templates) > TEMPLATES_KEPT:
+        return
+    body = json.dumps([[list(key), template] for key, template in _templates.items()])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(hashlib.sha256(body.encode()).hexdigest() + "\n" + body)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 def _known_rules(template: tuple, callbacks: dict) -> bool:
     head, rest = template
     return head.__class__ is int or (head in callbacks and all(_known_rules(k, callbacks) for k in rest))
@@ -474,7 +576,7 @@ def _known_rules(template: tuple, callbacks: dict) -> bool:
 @lru_cache(maxsize=1)
 def _callbacks() -> dict:
     """The transformer's callbacks by rule name, bound once (lark's v_args wraps them at every lookup)."""
-    transformer = _make_transformer()
+    transformer = _make_transformer(plain=True)
     return {name: getattr(transformer, name) for name in dir(transformer)
             if not name.startswith("_") and callable(getattr(transformer, name))}
 
@@ -490,8 +592,6 @@ def parse(text: str, file: str = "<input>", fast: bool = True) -> Program:
     ...
     dcpnet.errors.DcpnetError: f.net:1:7: error: unexpected end of line; expected ')'...
     """
-    from lark.exceptions import UnexpectedInput
-
     text = normalise(text)
     source = SourceText(text, file)
     if fast:
@@ -500,6 +600,7 @@ def parse(text: str, file: str = "<input>", fast: bool = True) -> Program:
         if program is not None:
             program.source = source
             return program
+    from lark.exceptions import UnexpectedInput
     work = text if text.endswith("\n") else text + "\n"
     errors = []
     while len(errors) < MAX_SYNTAX_ERRORS:
