@@ -89,7 +89,8 @@ def _add_check(sub) -> None:
     check.add_argument("--tree", action="store_true", help="print the certificate tree of each result (the "
                        "partial tree, with the failing node marked, where not proved)")
     check.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the witness search")
-    check.add_argument("--budget", type=_positive_float, default=3.0, help="seconds of witness search per claim")
+    check.add_argument("--budget", type=_positive_float, default=3.0,
+                       help="seconds of witness search per claim; the default table shares one budget")
     check.add_argument("--plot", metavar="FILE.png", help="draw the first witness along its segment")
     check.add_argument("--params", metavar="PARAMS.npz", help="fix every param to these trained values: "
                        "the verdicts are then about this network, and checks may ask only about inputs")

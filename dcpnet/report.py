@@ -92,7 +92,7 @@ def print_results(console, net, results, tree: bool = False) -> None:
     if checks:
         held = sum(1 for r in checks if r.holds)
         colour = "green" if held == len(checks) else "red"
-        console.print(f"[{colour}]{held} of {len(checks)} checks hold[/]")
+        console.print(f"[{colour}]{held} of {len(checks)} checks hold[/]", highlight=False)  # no repr regexes
 
 
 def _print_check(console, r, tree: bool) -> None:

@@ -353,43 +353,38 @@ def _lark(Lark, kind: str, options: dict):
 # are slots. Later lines of the same shape fill the slots with their own tokens and run the same
 # transformer callbacks, skipping lark's lexer and LALR loop. Any line lark would not accept alone, or a
 # character the scanner does not know, sends the whole file down the ordinary path (which reports errors).
-_LEXEME = re.compile(r"""[ \t\f\v]*(?:
-    (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
-  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>\*\*|>=|<=|[-+*/@^()\[\],=:])
-  | (?P<comment>\#[^\n]*)
-  | $)""", re.VERBOSE)
 _FAST_MAX_LEXEMES = 200          # longer lines (deep nesting) go the ordinary way: templates are recursive
 _templates: dict[tuple, tuple | None] = {}
 
 
+_TOKEN = re.compile(r"""[ \t\f\v]*(?:
+    (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op>\*\*|>=|<=|[-+*/@^()\[\],=:])
+  | (?P<comment>\#[^\n]*))""", re.VERBOSE)
+
+
 def _lexemes(line: str) -> list[tuple[str, str, int]] | None:
     """(kind, text, column) of each lexeme of one line, or None at a character the language lacks."""
-    out, pos, end = [], 0, len(line)
-    while True:
-        m = _LEXEME.match(line, pos)
-        if m is None:
+    out, pos = [], 0
+    for m in _TOKEN.finditer(line):
+        if m.start() != pos:                    # something between two lexemes that is none
             return None
         kind = m.lastgroup
-        if kind is None or kind == "comment":   # end of the line
-            return out if m.end() == end else None
-        text = m.group(kind)
-        out.append((kind, text, m.start(kind) + 1))
+        if kind == "comment":                   # runs to the end of the line
+            return out
+        out.append((kind, m.group(kind), m.start(kind) + 1))
         pos = m.end()
+    return out if not line[pos:].strip(" \t\f\v") else None
 
 
 def _shape_key(lexemes) -> tuple:
     """What decides how lark lexes and parses a line: operators and keywords as written, names as a class,
     numbers by whether they are plain digits (INT and NUMBER both match those)."""
-    key = []
-    for kind, text, _ in lexemes:
-        if kind == "op" or text in _grammar_words():
-            key.append(text)
-        elif kind == "num":
-            key.append("digits" if text.isdigit() else "number")
-        else:
-            key.append("name")
-    return tuple(key)
+    words = _grammar_words()
+    return tuple(text if kind == "op" or text in words else
+                 ("digits" if text.isdigit() else "number") if kind == "num" else "name"
+                 for kind, text, _ in lexemes)
 
 
 @lru_cache(maxsize=1)
@@ -459,12 +454,19 @@ def _same_class(lexeme, token_type: str) -> bool:
     return True
 
 
-def _fill(template: tuple, lexemes, line_no: int, callbacks: dict):
-    """Run the transformer callbacks over a template whose slots hold this line's tokens."""
+def _filler(template, callbacks: dict):
+    """A function of (lexemes, line number) that runs the transformer callbacks over the template with this
+    line's tokens in its slots; made once per template, so a line of a known shape costs only the calls."""
     head, rest = template
     if head.__class__ is int:
-        return _token(rest, lexemes[head][1], line_no, lexemes[head][2])
-    return callbacks[head]([_fill(k, lexemes, line_no, callbacks) for k in rest])
+        kind = rest
+        return lambda lexemes, line_no: _token(kind, lexemes[head][1], line_no, lexemes[head][2])
+    callback = callbacks[head]
+    kids = [_filler(k, callbacks) for k in rest]
+    if len(kids) == 1:
+        (only,) = kids
+        return lambda lexemes, line_no: callback([only(lexemes, line_no)])
+    return lambda lexemes, line_no: callback([kid(lexemes, line_no) for kid in kids])
 
 
 def _parse_by_templates(text: str) -> Program | None:
@@ -480,6 +482,7 @@ def _parse_by_templates(text: str) -> Program | None:
 
 def _fill_lines(text: str, callbacks: dict) -> Program | None:
     statements = []
+    fillers: dict = {}
     for line_no, line in enumerate(text.split("\n"), 1):
         lexemes = _lexemes(line)
         if lexemes is None or len(lexemes) > _FAST_MAX_LEXEMES:
@@ -493,7 +496,10 @@ def _fill_lines(text: str, callbacks: dict) -> Program | None:
         template = _templates[key]
         if template is None:
             return None
-        statements.append(_fill(template, lexemes, line_no, callbacks))
+        fill = fillers.get(key)
+        if fill is None:
+            fill = fillers[key] = _filler(template, callbacks)
+        statements.append(fill(lexemes, line_no))
     return callbacks["program"](statements)
 
 
