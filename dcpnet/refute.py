@@ -426,8 +426,8 @@ def _exact_midpoint(a, b) -> bool:
     (a bound like 0.1) are checked with fractions.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    m = (a + b) / 2
     with np.errstate(all="ignore"):
+        m = (a + b) / 2
         A, B, M = a * _UNIT, b * _UNIT, m * (2 * _UNIT)
         on_grid = (np.floor(A) == A) & (np.floor(B) == B) & (np.abs(A) < 2.0 ** 52) & (np.abs(B) < 2.0 ** 52)
         good = on_grid & (M == A + B)

@@ -331,8 +331,7 @@ def run_checks(verifier: Verifier, wrt: list[str] | None) -> list[Result]:
         for out in net.outputs:
             results.append(verifier.verify(out, wrt))
     elif not net.checks:
-        for out in net.outputs:
-            results.extend(default_table(verifier, out))
+        results.extend(default_table(verifier, *net.outputs))
     return results
 
 
@@ -348,7 +347,7 @@ def settle_affine(props) -> None:
         affine.reason = f"not affine, since not {broken.prop}: {why}"
 
 
-def default_table(verifier: Verifier, out: str) -> list[Result]:
+def default_table(verifier: Verifier, *outputs: str) -> list[Result]:
     """Each output in `inputs`, in `params` jointly, and in each param alone: the seed's question.
 
     The table shows a proved curvature, or for an unproved cell which of convex and concave are refuted, so
@@ -359,12 +358,12 @@ def default_table(verifier: Verifier, out: str) -> list[Result]:
     net = verifier.net
     sets = ([["inputs"]] if net.inputs else []) + ([["params"]] if net.params else [])
     sets += [[p] for p in net.params] if len(net.params) > 1 else []
-    results = [verifier.verify(out, s, want=()) for s in sets]    # the rules alone: no search yet
+    results = [verifier.verify(out, s, want=()) for out in outputs for s in sets]   # the rules alone: no search
     if verifier.refute:
         search_table(verifier, results, time.perf_counter() + verifier.budget)
-    joint = next((r for r in results if r.wrt == net.params), None)
-    if joint is not None and joint.convex.verdict is not Verdict.PROVED and len(net.params) > 1:
-        joint.groups = verifier.convex_groups(out)
+    for joint in results:
+        if joint.wrt == net.params and joint.convex.verdict is not Verdict.PROVED and len(net.params) > 1:
+            joint.groups = verifier.convex_groups(joint.expr)
     return results
 
 
