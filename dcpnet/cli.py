@@ -52,9 +52,17 @@ def _version() -> str:
         return __version__
 
 
+class _VersionAction(argparse.Action):
+    """`--version`, looked up only when asked: importlib.metadata costs a tenth of a small check."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sys.stdout.write(f"dcpnet {_version()}\n")
+        parser.exit()
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dcpnet", description="Prove or refute the convexity of neural networks.")
-    parser.add_argument("--version", action="version", version=f"dcpnet {_version()}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_check(sub)
     _add_train(sub)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
 import math
 import os
@@ -522,13 +521,27 @@ def cache_dir() -> Path | None:
 
 
 @cache
+def _sha256():
+    """SHA-256 from CPython's own module where there is one: hashlib would load OpenSSL, which costs more
+    than the whole parse of a small file."""
+    try:
+        from _sha256 import sha256  # CPython 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # CPython 3.12 and later
+        except ImportError:
+            from hashlib import sha256
+    return sha256
+
+
+@cache
 def _templates_file() -> Path | None:
     folder = cache_dir()
     if folder is None:
         return None
     from importlib.util import find_spec
 
-    digest = hashlib.sha256(grammar_text().encode())
+    digest = _sha256()(grammar_text().encode())
     digest.update(Path(__file__).read_bytes())
     spec = find_spec("lark")
     if spec is None or spec.origin is None:
@@ -546,7 +559,7 @@ def _load_templates() -> None:
         if path is None:
             return
         head, _, body = path.read_text().partition("\n")
-        if head != hashlib.sha256(body.encode()).hexdigest():
+        if head != _sha256()(body.encode()).hexdigest():
             return
         kept = {tuple(key): template for key, template in json.loads(body)}
     except (OSError, ValueError, TypeError):
@@ -567,7 +580,7 @@ def _save_templates() -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(hashlib.sha256(body.encode()).hexdigest() + "\n" + body)
+        tmp.write_text(_sha256()(body.encode()).hexdigest() + "\n" + body)
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):
