@@ -336,8 +336,8 @@ class Refuter:
         """Fewer moving variables and constant fixed arrays, as long as the float gap stays clearly real.
 
         Largest first: a variable that need not move for the gap to show is held at its value in `a`; a
-        fixed array that can be one number (0, else its mean to two digits, within its constraint) becomes
-        it. Only a suggestion: the result is checked in high precision like any candidate.
+        fixed array that can be one number (0, else 1/fan-in for a matrix, else its mean to two digits, within
+        its constraint) becomes it. Only a suggestion: the result is checked in high precision like any candidate.
         """
         keep = max(10 * NOISE, 0.01 * min(rel, 1e-4))
         current = point
@@ -353,7 +353,9 @@ class Refuter:
             values = np.asarray(current["fixed"][v], dtype=float)
             if values.size <= FILL_ABOVE or v in self.net.fixed or np.all(values == values.flat[0]):
                 continue          # (values fixed by --params are what they are)
-            for fill in (0.0, float(f"{float(np.mean(values)):.2g}")):
+            # 0, else 1/fan-in for a matrix (activations stay of order one: a human-scale witness), else the mean
+            fan_in = [1.0 / values.shape[-1]] if values.ndim == 2 else []
+            for fill in (0.0, *fan_in, float(f"{float(np.mean(values)):.2g}")):
                 var = self.net.variables[v]
                 filled = np.full(values.shape, min(max(fill, var.bounds.lo), var.bounds.hi))
                 trial = {**current, "fixed": {**current["fixed"], v: filled}}
