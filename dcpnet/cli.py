@@ -52,9 +52,17 @@ def _version() -> str:
         return __version__
 
 
+class _VersionAction(argparse.Action):
+    """`--version`, looked up only when asked: importlib.metadata costs a tenth of a small check."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sys.stdout.write(f"dcpnet {_version()}\n")
+        parser.exit()
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dcpnet", description="Prove or refute the convexity of neural networks.")
-    parser.add_argument("--version", action="version", version=f"dcpnet {_version()}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_check(sub)
     _add_train(sub)
@@ -89,7 +97,8 @@ def _add_check(sub) -> None:
     check.add_argument("--tree", action="store_true", help="print the certificate tree of each result (the "
                        "partial tree, with the failing node marked, where not proved)")
     check.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the witness search")
-    check.add_argument("--budget", type=_positive_float, default=3.0, help="seconds of witness search per claim")
+    check.add_argument("--budget", type=_positive_float, default=3.0,
+                       help="seconds of witness search per claim; the default table shares one budget")
     check.add_argument("--plot", metavar="FILE.png", help="draw the first witness along its segment")
     check.add_argument("--params", metavar="PARAMS.npz", help="fix every param to these trained values: "
                        "the verdicts are then about this network, and checks may ask only about inputs")

@@ -7,6 +7,7 @@ is reported; one whose gap does not survive is discarded, never reported. Determ
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from fractions import Fraction
@@ -19,6 +20,8 @@ BATCH = 256                # candidates per round, fewer when one candidate hold
 ENTRIES_PER_ROUND = 2 ** 18
 NOISE = 1e-10              # relative Jensen gaps below this are float rounding, not curvature
 GRID = 2.0 ** -30          # a, b on this grid with |v| < 2^20: a + b and its half are exact floats
+SIMPLIFY_ABOVE = 256       # candidates holding more numbers are simplified before they are checked
+FILL_ABOVE = 16            # a fixed array of more equal entries is reported as the one number
 
 
 class Refuter:
@@ -67,7 +70,7 @@ class Refuter:
                 cand = self._ascend(node, best, wrt, fixed, sign, scale) if scalar else \
                     self._mutate(best, wrt, fixed, rng, scale)
             rounds += 1
-            gaps, values = self._gaps(node, cand, wrt, fixed, sign)
+            gaps, _ = self._gaps(node, cand, wrt, fixed, sign)
             if gaps is None:
                 continue
             order = np.argsort(-gaps)
@@ -77,7 +80,7 @@ class Refuter:
                 # candidate is still checked: it was found in time
                 if not gaps[i] > NOISE or (k > 0 and time.perf_counter() > deadline):
                     break
-                witness = self._verify(node, cand, int(i), wrt, fixed, sign, values)
+                witness = self._confirm(node, _point(cand, int(i)), sign, float(gaps[i]))
                 if witness is not None:
                     return witness
             best = self._keep_best(best, cand, gaps, order)
@@ -317,50 +320,165 @@ class Refuter:
         worst = rel.max(axis=1)
         return worst, (fa, fb, fm, rel.argmax(axis=1))
 
-    def _verify(self, node: int, cand: dict, i: int, wrt, fixed, sign: float, values) -> dict | None:
-        """Re-evaluate candidate i with DIGITS digits; the witness, or None if the gap does not survive."""
+    # -- checking a candidate ------------------------------------------------------------------------
+    def _confirm(self, node: int, point: dict, sign: float, rel: float) -> dict | None:
+        """The witness at `point` (one candidate), simplified first when it holds many numbers: a simpler
+        point is cheaper to check and to print. When the simpler one does not survive, the point itself."""
+        if _numbers(point) > SIMPLIFY_ABOVE:
+            simple = self._simplify(node, point, sign, rel)
+            if simple is not point:
+                witness = self._verify(node, simple, sign)
+                if witness is not None:
+                    return witness
+        return self._verify(node, point, sign)
+
+    def _simplify(self, node: int, point: dict, sign: float, rel: float) -> dict:
+        """Fewer moving variables and constant fixed arrays, as long as the float gap stays clearly real.
+
+        Largest first: a variable that need not move for the gap to show is held at its value in `a`; a
+        fixed array that can be one number (0, else 1/fan-in for a matrix, else its mean to two digits, within
+        its constraint) becomes it. Only a suggestion: the result is checked in high precision like any candidate.
+        """
+        keep = max(10 * NOISE, 0.01 * min(rel, 1e-4))
+        current = point
+        for v in sorted(point["a"], key=self._size, reverse=True):
+            if len(current["a"]) == 1:
+                break
+            trial = {"a": {k: x for k, x in current["a"].items() if k != v},
+                     "b": {k: x for k, x in current["b"].items() if k != v},
+                     "fixed": {**current["fixed"], v: current["a"][v]}}
+            if self._point_gap(node, trial, sign) >= keep:
+                current = trial
+        for v in sorted(current["fixed"], key=self._size, reverse=True):
+            values = np.asarray(current["fixed"][v], dtype=float)
+            if values.size <= FILL_ABOVE or v in self.net.fixed or np.all(values == values.flat[0]):
+                continue          # (values fixed by --params are what they are)
+            # 0, else 1/fan-in for a matrix (activations stay of order one: a human-scale witness), else the mean
+            fan_in = [1.0 / values.shape[-1]] if values.ndim == 2 else []
+            for fill in (0.0, *fan_in, float(f"{float(np.mean(values)):.2g}")):
+                var = self.net.variables[v]
+                filled = np.full(values.shape, min(max(fill, var.bounds.lo), var.bounds.hi))
+                trial = {**current, "fixed": {**current["fixed"], v: filled}}
+                if self._point_gap(node, trial, sign) >= keep:
+                    current = trial
+                    break
+        return current
+
+    def _size(self, name: str) -> int:
+        return self.net.nodes[self.net.variables[name].node].size
+
+    def _point_gap(self, node: int, point: dict, sign: float) -> float:
+        """The relative Jensen gap of one point in floats (-inf where it is not defined)."""
+        cand = {g: {v: np.asarray(x, dtype=float)[None] for v, x in point[g].items()} for g in point}
+        gaps, _ = self._gaps(node, cand, list(cand["a"]), list(cand["fixed"]), sign)
+        return -np.inf if gaps is None else float(gaps[0])
+
+    def _verify(self, node: int, point: dict, sign: float) -> dict | None:
+        """Re-evaluate a point with DIGITS digits; the witness, or None if the gap does not survive."""
         import mpmath
 
-        from .precise import OutsideDomain, evaluate_precise, to_mp
+        from .precise import OutsideDomain, evaluate_precise
 
-        point = {g: {v: cand[g][v][i] for v in cand[g]} for g in ("fixed", "a", "b")}
-        mid = {}
-        for v in wrt:
-            a, b = point["a"][v], point["b"][v]
-            m = (a + b) / 2
-            if not all(Fraction(x) + Fraction(y) == 2 * Fraction(z)
-                       for x, y, z in zip(np.ravel(a), np.ravel(b), np.ravel(m))):
-                return None  # the float midpoint is not the true one: not a checkable witness
-            mid[v] = m
-        entry = int(values[3][i])
+        if not all(_exact_midpoint(point["a"][v], point["b"][v]) for v in point["a"]):
+            return None  # the float midpoint is not the true one: not a checkable witness
+        mid = {v: (np.asarray(point["a"][v]) + np.asarray(point["b"][v])) / 2 for v in point["a"]}
         results = []
         try:
             with mpmath.workdps(DIGITS):   # the fixed values, converted once for the three evaluations
-                fixed_mp = {v: to_mp(x, self.net.variables[v].shape) for v, x in point["fixed"].items()}
-            for at in (point["a"], point["b"], mid):
-                env = {**fixed_mp, **at}
-                with mpmath.workdps(DIGITS):
+                fixed_mp = {v: _to_mpf(x) for v, x in point["fixed"].items()}
+                for at in (point["a"], point["b"], mid):
+                    env = {**fixed_mp, **{v: _to_mpf(x) for v, x in at.items()}}
                     out = evaluate_precise(self.net, [node], env, dps=DIGITS)
-                results.append(out[node] if node in out else out[self.net.nodes[node].label])
+                    results.append(_flat(out[node] if node in out else out[self.net.nodes[node].label]))
         except (OutsideDomain, ZeroDivisionError, ValueError, OverflowError):
             return None
         with mpmath.workdps(DIGITS):
-            fa, fb, fm = (_entry(r, entry) for r in results)
-            gap = sign * (fm - (fa + fb) / 2)
-            scale = abs(fa) + abs(fb) + abs(fm) + 1
-            if not gap > scale * mpmath.mpf(10) ** (-(DIGITS - 15)):
-                return None
+            best = None
+            for entry, (fa, fb, fm) in enumerate(zip(*results)):   # the entry with the largest relative gap
+                gap = sign * (fm - (fa + fb) / 2)
+                scale = abs(fa) + abs(fb) + abs(fm) + 1
+                if gap > scale * mpmath.mpf(10) ** (-(DIGITS - 15)) and (best is None or gap / scale > best[0]):
+                    best = (gap / scale, entry, fa, fb, fm, gap)
+        if best is None:
+            return None
+        _, entry, fa, fb, fm, gap = best
         shape = self.net.nodes[node].shape
         index = list(np.unravel_index(entry, shape)) if shape else []
-        return {"a": _lists(point["a"]), "b": _lists(point["b"]), "fixed": _lists(point["fixed"]),
+        return {"a": _lists(point["a"]), "b": _lists(point["b"]), "fixed": _lists(point["fixed"], compact=True),
                 "index": [int(k) for k in index], "f_a": float(fa), "f_b": float(fb), "f_mid": float(fm),
                 "gap": float(gap), "digits": DIGITS}
 
 
-def _entry(value, flat_index: int):
-    arr = np.asarray(value, dtype=object).reshape(-1)
-    return arr[flat_index]
+def _point(cand: dict, i: int) -> dict:
+    return {g: {v: cand[g][v][i] for v in cand[g]} for g in ("fixed", "a", "b")}
 
 
-def _lists(values: dict) -> dict:
-    return {k: (np.asarray(v, dtype=float).tolist()) for k, v in values.items()}
+def _numbers(point: dict) -> int:
+    return sum(np.size(x) for g in ("fixed", "a", "b") for x in point[g].values())
+
+
+_UNIT = 2.0 ** 30          # 1 / GRID
+
+
+def _exact_midpoint(a, b) -> bool:
+    """Is the float (a + b) / 2 exactly the midpoint of every pair of entries? Decided exactly.
+
+    On the grid, a·2^30 and b·2^30 are integers below 2^52 (scaling by a power of two is exact), so their
+    sum is an exact float too, and m·2^31 equals it only where m is the true midpoint. Entries off the grid
+    (a bound like 0.1) are checked with fractions.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    with np.errstate(all="ignore"):
+        m = (a + b) / 2
+        A, B, M = a * _UNIT, b * _UNIT, m * (2 * _UNIT)
+        on_grid = (np.floor(A) == A) & (np.floor(B) == B) & (np.abs(A) < 2.0 ** 52) & (np.abs(B) < 2.0 ** 52)
+        good = on_grid & (M == A + B)
+    if good.all():
+        return True
+    try:
+        return all(Fraction(x) + Fraction(y) == 2 * Fraction(z) for x, y, z in zip(a[~good], b[~good], m[~good]))
+    except (ValueError, OverflowError):   # NaN or infinity: no midpoint to speak of
+        return False
+
+
+@functools.cache
+def _from_float():
+    import mpmath
+
+    return np.frompyfunc(mpmath.mpf, 1, 1)
+
+
+def _to_mpf(x):
+    """Floats to mpf (exact), as the high-precision evaluator takes them; an array of one repeated value
+    shares one mpf."""
+    import mpmath
+
+    arr = np.asarray(x, dtype=float)
+    if arr.ndim == 0:
+        return mpmath.mpf(float(arr))
+    if arr.size and np.all(arr == arr.flat[0]) and not np.isnan(arr.flat[0]):
+        return np.full(arr.shape, mpmath.mpf(float(arr.flat[0])), dtype=object)
+    return _from_float()(arr).astype(object)
+
+
+def _flat(value) -> list:
+    return list(np.asarray(value, dtype=object).reshape(-1))
+
+
+def _lists(values: dict, compact: bool = False) -> dict:
+    """Values as nested lists; with `compact`, an array of more than FILL_ABOVE equal entries as that one
+    number (it fills the declared shape)."""
+    out = {}
+    for k, v in values.items():
+        arr = np.asarray(v, dtype=float)
+        if compact and arr.size > FILL_ABOVE and np.all(arr == arr.flat[0]):
+            out[k] = float(arr.flat[0])
+        else:
+            out[k] = arr.tolist()
+    return out
+
+
+def witness_arrays(net, witness: dict, group: str) -> dict:
+    """The values of one group of a witness ("a", "b" or "fixed") as arrays of the declared shapes."""
+    return {k: np.broadcast_to(np.asarray(v, dtype=float), net.variables[k].shape).copy()
+            for k, v in witness[group].items()}

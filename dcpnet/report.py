@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 from contextlib import contextmanager
 
@@ -22,31 +23,58 @@ COLOURS = {"constant": "white", "affine": "cyan", "convex": "green", "concave": 
 MARKS = {Verdict.PROVED: "[green]proved[/]", Verdict.REFUTED: "[yellow]refuted[/]", Verdict.UNKNOWN: "[red]unknown[/]"}
 
 
+INDENT_UP_TO = 100_000      # characters of compact JSON up to which the report is indented for people
+_PLACE = re.compile(r'"\\u0000certificate (\d+)\\u0000"')
+
+
+def report_json(doc) -> str:
+    """A report (or a list of them) as JSON text. Certificates are written by `tree_json` (no recursion: a
+    certificate of a 10,000-layer network nests 40,000 deep), each tree encoded once even where several
+    properties share it; a small, shallow report is indented for people, anything else is compact (its size
+    stays linear in what it says, as for the default table of a big network)."""
+    from .certificate import tree_json
+
+    reports = doc if isinstance(doc, list) else [doc]
+    trees: dict[int, tuple[int, dict]] = {}
+
+    def placeholder(entry: dict) -> dict:
+        tree = entry["certificate"]
+        k = trees.setdefault(id(tree), (len(trees), tree))[0]
+        return {**entry, "certificate": f"\0certificate {k}\0"}
+
+    shallow = [{**report, "results": [{**r, **{k: placeholder(v) for k, v in r.items() if _proved(v)}}
+                                      for r in report["results"]]} for report in reports]
+    text = json.dumps(shallow if isinstance(doc, list) else shallow[0])
+    texts = {k: tree_json(tree) for k, tree in trees.values()}
+    text = _PLACE.sub(lambda m: texts[int(m.group(1))], text)
+    if len(text) <= INDENT_UP_TO and max((_depth(r) for r in reports), default=0) <= 64:
+        text = json.dumps(doc, indent=1)
+    return text
+
+
+def _proved(entry) -> bool:
+    """Is this entry of a result a property with a certificate (convex, concave, affine, increasing, ...)?"""
+    return isinstance(entry, dict) and isinstance(entry.get("certificate"), dict)
+
+
+def _certificates(result: dict) -> list[dict]:
+    return [v["certificate"] for v in result.values() if _proved(v)]
+
+
 def dump_json(reports: list[dict], single: bool = True) -> None:
     """The JSON report of SPEC section 4 on stdout: one object for one file, a list of them for several."""
-    # certificates of very deep networks nest deeply; the encoder recurses once per level
-    limit = sys.getrecursionlimit()
-    depth = max((_depth(r) for report in reports for r in report["results"]), default=0)
-    sys.setrecursionlimit(max(limit, 4 * depth + 1000))
-    try:
-        # indentation grows with depth, so a deep certificate is printed compactly (linear in its size)
-        text = json.dumps(reports[0] if single else reports, indent=1 if depth <= 64 else None)
-    finally:
-        sys.setrecursionlimit(limit)
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(report_json(reports[0] if single else reports) + "\n")
 
 
-def _depth(result: dict) -> int:
+def _depth(report: dict) -> int:
     deepest = 0
-    for prop in ("convex", "concave", "affine", "increasing", "decreasing"):
-        cert = result.get(prop, {}).get("certificate")
-        if cert is None:
-            continue
-        stack = [(cert, 1)]
-        while stack:
-            node, d = stack.pop()
-            deepest = max(deepest, d)
-            stack.extend((c, d + 1) for c in node["children"])
+    for result in report["results"]:
+        for cert in _certificates(result):
+            stack = [(cert, 1)]
+            while stack:
+                node, d = stack.pop()
+                deepest = max(deepest, d)
+                stack.extend((c, d + 1) for c in node["children"])
     return deepest
 
 
@@ -64,7 +92,7 @@ def print_results(console, net, results, tree: bool = False) -> None:
     if checks:
         held = sum(1 for r in checks if r.holds)
         colour = "green" if held == len(checks) else "red"
-        console.print(f"[{colour}]{held} of {len(checks)} checks hold[/]")
+        console.print(f"[{colour}]{held} of {len(checks)} checks hold[/]", highlight=False)  # no repr regexes
 
 
 def _print_check(console, r, tree: bool) -> None:
@@ -139,35 +167,114 @@ def _short(values: dict, limit: int = 60) -> str:
 
 
 def _print_table(console, net, rows) -> None:
+    """One row per set of variables, one column per output: the table stays as wide as the outputs, however
+    many params there are. Params that get the same answers for every output share a row."""
     from rich.table import Table
 
-    columns: list[str] = []
+    outputs = list(dict.fromkeys(r.expr for r in rows))
+    cells: dict[tuple, dict[str, str]] = {}
     for r in rows:
-        key = _wrt_label(net, r.wrt)
-        if key not in columns:
-            columns.append(key)
-    table = Table(title="curvature of each output", title_justify="left")
-    table.add_column("output")
-    for c in columns:
-        table.add_column(f"in {c}")
-    by_output: dict[str, dict[str, str]] = {}
-    for r in rows:
-        by_output.setdefault(r.expr, {})[_wrt_label(net, r.wrt)] = _cell(r)
-    for out, cells in by_output.items():
-        table.add_row(out, *(cells.get(c, "") for c in columns))
-    console.print(table)
+        cells.setdefault(tuple(r.wrt), {})[r.expr] = _cell(r)
+    lines = _merge_single_params(net, cells, outputs)
+    label_width = min(max(len(label) for label, _ in lines), max(20, console.width // 2))
+    per_table = max(1, (console.width - label_width - 4) // (CELL_WIDTH + 3))
+    for start in range(0, len(outputs), per_table):
+        shown = outputs[start:start + per_table]
+        table = Table(title="curvature of each output", title_justify="left")
+        table.add_column("in")
+        for out in shown:
+            table.add_column(out)
+        for label, by_output in lines:
+            table.add_row(label, *(by_output.get(o, "") for o in shown))
+        console.print(table)
     for r in rows:
         if r.groups is not None:
-            groups = "; ".join("{" + ", ".join(g) + "}" for g in r.groups) or "none"
-            console.print(f"{r.expr} is not proved convex in all params jointly; convex together in: {groups}",
-                          highlight=False)
+            _print_groups(console, r)
+
+
+CELL_WIDTH = len("not concave")
+GROUP_LINES = 8             # convex groups listed one a line, at most this many (--json has them all)
+
+
+def _merge_single_params(net, cells: dict[tuple, dict[str, str]], outputs) -> list[tuple[str, dict[str, str]]]:
+    """(label, cells by output) per row; single params with equal rows become one row ("each of ...")."""
+    lines: list[tuple[str, dict[str, str]]] = []
+    alike: dict[tuple, list[str]] = {}
+    for wrt, by_output in cells.items():
+        if len(wrt) == 1 and wrt[0] in net.params and len(net.params) > 1:
+            alike.setdefault(tuple(by_output.get(o, "") for o in outputs), []).append(wrt[0])
+        else:
+            lines.append((_wrt_label(net, list(wrt)), by_output))
+    for key, names in alike.items():
+        label = names[0] if len(names) == 1 else f"each of {compress_names(names)}"
+        lines.append((label, dict(zip(outputs, key))))
+    return lines
+
+
+def _print_groups(console, r) -> None:
+    """The maximal groups of params proved convex together: members common to every group named once,
+    each group on a line of its own when they do not fit on one."""
+    head = f"{r.expr} is not proved convex in all params jointly"
+    if not r.groups:
+        console.print(f"{head}, nor in any param alone", highlight=False, markup=False)
+        return
+    common = set.intersection(*map(set, r.groups)) if len(r.groups) > 1 else set()
+    rest = ["{" + compress_names([p for p in g if p not in common]) + "}" for g in r.groups]
+    shared = compress_names([p for p in r.groups[0] if p in common])
+    one_line = f"{head}; convex together in{f' (each also with {shared})' if common else ''}: " + "; ".join(rest)
+    if len(one_line) <= console.width:
+        console.print(one_line, highlight=False, markup=False)
+        return
+    console.print(f"{head}; convex together in {len(rest)} groups:", highlight=False, markup=False)
+    if common:
+        console.print(f"  (every group also holds {shared})", highlight=False, markup=False)
+    for group in rest[:GROUP_LINES]:
+        console.print(f"  {group}", highlight=False, markup=False)
+    if len(rest) > GROUP_LINES:
+        console.print(f"  … and {len(rest) - GROUP_LINES} more (--json lists them all)", highlight=False,
+                      markup=False)
+
+
+def compress_names(names: list[str]) -> str:
+    """Names in a short form: a run of three or more numbered names with one stem becomes `W1…W9`.
+
+    >>> compress_names(["W0", "b0", "Wx1", "b1", "Wx2", "b2", "Wx3", "b3", "w", "c"])
+    'W0, b0…b3, Wx1…Wx3, w, c'
+    >>> compress_names(["z1", "z2", "z4", "z5", "z6", "z07"])
+    'z1, z2, z4…z6, z07'
+    """
+    import re
+
+    stems: dict[tuple[str, bool], list[int]] = {}
+    for name in names:
+        m = re.fullmatch(r"(.*?[^0-9])(0|[1-9][0-9]*)", name)
+        stems.setdefault((m.group(1), True) if m else (name, False), []).append(int(m.group(2)) if m else 0)
+    parts = []
+    for (stem, numbered), numbers in stems.items():
+        if not numbered:
+            parts.append(stem)
+            continue
+        for run in _runs(numbers):
+            parts.extend([f"{stem}{run[0]}…{stem}{run[-1]}"] if len(run) >= 3 else [f"{stem}{k}" for k in run])
+    return ", ".join(parts)
+
+
+def _runs(numbers: list[int]) -> list[list[int]]:
+    """Maximal runs of consecutive integers, in the given order."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return runs
 
 
 def _wrt_label(net, wrt: list[str]) -> str:
     if wrt == net.params and len(wrt) > 1:
-        return "params"
+        return "params (jointly)"
     if wrt == net.inputs and len(wrt) > 1:
-        return "inputs"
+        return f"inputs ({', '.join(wrt)})"
     return ", ".join(wrt)
 
 
@@ -362,10 +469,12 @@ def plot_witness(net, target: str, witness: dict, path: str) -> None:
 
     node = net.names[target]
     ts = np.linspace(0, 1, 201)
-    env = {k: np.repeat(np.asarray(v, dtype=float)[None], len(ts), axis=0) for k, v in witness["fixed"].items()}
-    for k in witness["a"]:
-        a, b = np.asarray(witness["a"][k], dtype=float), np.asarray(witness["b"][k], dtype=float)
-        env[k] = a[None] + np.multiply.outer(ts, b - a)
+    from .refute import witness_arrays  # a single number fills a fixed array (the compact form)
+
+    env = {k: np.repeat(v[None], len(ts), axis=0) for k, v in witness_arrays(net, witness, "fixed").items()}
+    a_values, b_values = witness_arrays(net, witness, "a"), witness_arrays(net, witness, "b")
+    for k, a in a_values.items():
+        env[k] = a[None] + np.multiply.outer(ts, b_values[k] - a)
     out = compile_network(net, [node]).forward(env, batched=set(env))
     y = np.asarray(out[node], dtype=float).reshape(len(ts), -1)
     entry = int(np.ravel_multi_index(witness["index"], net.nodes[node].shape)) if witness["index"] else 0

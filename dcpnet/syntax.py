@@ -5,14 +5,16 @@ built bottom-up without recursion and a file of 10,000 layers costs no stack.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
+import json
 import math
+import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cache, lru_cache
-from importlib import resources
 from pathlib import Path
 
 from .errors import DcpnetError, SourceText
@@ -165,12 +167,17 @@ MAX_SYNTAX_ERRORS = 20
 _BIG_INT_DIGITS = 100      # longer integers are clipped (Python refuses to print ints of > 4300 digits)
 
 
+@cache
 def grammar_text() -> str:
-    """The grammar, from the installed package data or from the source checkout."""
-    packaged = resources.files("dcpnet") / "grammar" / "dcpnet.lark"
-    if packaged.is_file():
-        return packaged.read_text()
-    return (Path(__file__).resolve().parent.parent / "grammar" / "dcpnet.lark").read_text()
+    """The grammar, from the installed package data or from the source checkout (importlib.resources only
+    for an installation that is not a folder, such as a zip: importing it costs more than the parse)."""
+    for path in (Path(__file__).parent / "grammar" / "dcpnet.lark",
+                 Path(__file__).resolve().parent.parent / "grammar" / "dcpnet.lark"):
+        if path.is_file():
+            return path.read_text()
+    from importlib import resources
+
+    return (resources.files("dcpnet") / "grammar" / "dcpnet.lark").read_text()
 
 
 def normalise(text: str) -> str:
@@ -256,11 +263,18 @@ def _exact_power(base: Fraction | None, exponent: Fraction | None) -> Fraction |
     return base ** int(exponent)
 
 
-def _make_transformer():
-    from lark import Transformer, v_args
+def _make_transformer(plain: bool = False):
+    """The callbacks as a lark Transformer, or with `plain` as a plain object (the template path calls them
+    itself, and needs no lark)."""
+    if plain:
+        base, decorate = object, (lambda cls: cls)
+    else:
+        from lark import Transformer, v_args
 
-    @v_args(inline=False)
-    class ToSyntax(Transformer):
+        base, decorate = Transformer, v_args(inline=False)
+
+    @decorate
+    class ToSyntax(base):
         """Binds each grammar alias to the node it builds (called by the parser at each reduction).
 
         Every callback is total: lark does not wrap exceptions raised here, so a bad number becomes a
@@ -374,10 +388,20 @@ def _parser():
     from lark import Lark
 
     options = {"parser": "lalr", "lexer": "contextual", "transformer": _make_transformer(), "maybe_placeholders": False}
-    try:  # lark keeps the LALR tables in a temp file keyed by the grammar's hash: ~100 ms less per process
-        return Lark(grammar_text(), cache=True, **options)
-    except OSError:
-        return Lark(grammar_text(), **options)
+    return _lark(Lark, "parser", options)
+
+
+def _lark(Lark, kind: str, options: dict):
+    """A Lark parser whose LALR tables are kept in the user cache folder (~100 ms less per process; lark
+    checks the grammar's hash before it uses them), or built afresh where there is no cache folder."""
+    folder = cache_dir()
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return Lark(grammar_text(), cache=str(folder / f"lark-{kind}.cache"), **options)
+        except OSError:
+            pass
+    return Lark(grammar_text(), **options)
 
 
 # -- a fast path for files of many similar lines ---------------------------------------------------------
@@ -386,43 +410,38 @@ def _parser():
 # are slots. Later lines of the same shape fill the slots with their own tokens and run the same
 # transformer callbacks, skipping lark's lexer and LALR loop. Any line lark would not accept alone, or a
 # character the scanner does not know, sends the whole file down the ordinary path (which reports errors).
-_LEXEME = re.compile(r"""[ \t\f\v]*(?:
-    (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
-  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>\*\*|>=|<=|[-+*/@^()\[\],=:])
-  | (?P<comment>\#[^\n]*)
-  | $)""", re.VERBOSE)
 _FAST_MAX_LEXEMES = 200          # longer lines (deep nesting) go the ordinary way: templates are recursive
 _templates: dict[tuple, tuple | None] = {}
 
 
+_TOKEN = re.compile(r"""[ \t\f\v]*(?:
+    (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op>\*\*|>=|<=|[-+*/@^()\[\],=:])
+  | (?P<comment>\#[^\n]*))""", re.VERBOSE)
+
+
 def _lexemes(line: str) -> list[tuple[str, str, int]] | None:
     """(kind, text, column) of each lexeme of one line, or None at a character the language lacks."""
-    out, pos, end = [], 0, len(line)
-    while True:
-        m = _LEXEME.match(line, pos)
-        if m is None:
+    out, pos = [], 0
+    for m in _TOKEN.finditer(line):
+        if m.start() != pos:                    # something between two lexemes that is none
             return None
         kind = m.lastgroup
-        if kind is None or kind == "comment":   # end of the line
-            return out if m.end() == end else None
-        text = m.group(kind)
-        out.append((kind, text, m.start(kind) + 1))
+        if kind == "comment":                   # runs to the end of the line
+            return out
+        out.append((kind, m.group(kind), m.start(kind) + 1))
         pos = m.end()
+    return out if not line[pos:].strip(" \t\f\v") else None
 
 
 def _shape_key(lexemes) -> tuple:
     """What decides how lark lexes and parses a line: operators and keywords as written, names as a class,
     numbers by whether they are plain digits (INT and NUMBER both match those)."""
-    key = []
-    for kind, text, _ in lexemes:
-        if kind == "op" or text in _grammar_words():
-            key.append(text)
-        elif kind == "num":
-            key.append("digits" if text.isdigit() else "number")
-        else:
-            key.append("name")
-    return tuple(key)
+    words = _grammar_words()
+    return tuple(text if kind == "op" or text in words else
+                 ("digits" if text.isdigit() else "number") if kind == "num" else "name"
+                 for kind, text, _ in lexemes)
 
 
 @lru_cache(maxsize=1)
@@ -439,11 +458,7 @@ def _grammar_words() -> frozenset:
 def _tree_parser():
     from lark import Lark
 
-    options = {"parser": "lalr", "lexer": "contextual", "maybe_placeholders": False}
-    try:
-        return Lark(grammar_text(), cache=True, **options)
-    except OSError:
-        return Lark(grammar_text(), **options)
+    return _lark(Lark, "tree-parser", {"parser": "lalr", "lexer": "contextual", "maybe_placeholders": False})
 
 
 def _template(line: str, lexemes) -> tuple | None:
@@ -496,17 +511,35 @@ def _same_class(lexeme, token_type: str) -> bool:
     return True
 
 
-def _fill(template: tuple, lexemes, line_no: int, callbacks: dict):
-    """Run the transformer callbacks over a template whose slots hold this line's tokens."""
+def _filler(template, callbacks: dict):
+    """A function of (lexemes, line number) that runs the transformer callbacks over the template with this
+    line's tokens in its slots; made once per template, so a line of a known shape costs only the calls."""
     head, rest = template
     if head.__class__ is int:
-        return _token(rest, lexemes[head][1], line_no, lexemes[head][2])
-    return callbacks[head]([_fill(k, lexemes, line_no, callbacks) for k in rest])
+        kind = rest
+        return lambda lexemes, line_no: _token(kind, lexemes[head][1], line_no, lexemes[head][2])
+    callback = callbacks[head]
+    kids = [_filler(k, callbacks) for k in rest]
+    if len(kids) == 1:
+        (only,) = kids
+        return lambda lexemes, line_no: callback([only(lexemes, line_no)])
+    return lambda lexemes, line_no: callback([kid(lexemes, line_no) for kid in kids])
 
 
 def _parse_by_templates(text: str) -> Program | None:
     callbacks = _callbacks()
+    _load_templates()
+    known = len(_templates)
+    try:
+        return _fill_lines(text, callbacks)
+    finally:
+        if len(_templates) > known:
+            _save_templates()
+
+
+def _fill_lines(text: str, callbacks: dict) -> Program | None:
     statements = []
+    fillers: dict = {}
     for line_no, line in enumerate(text.split("\n"), 1):
         lexemes = _lexemes(line)
         if lexemes is None or len(lexemes) > _FAST_MAX_LEXEMES:
@@ -520,8 +553,96 @@ def _parse_by_templates(text: str) -> Program | None:
         template = _templates[key]
         if template is None:
             return None
-        statements.append(_fill(template, lexemes, line_no, callbacks))
+        fill = fillers.get(key)
+        if fill is None:
+            fill = fillers[key] = _filler(template, callbacks)
+        statements.append(fill(lexemes, line_no))
     return callbacks["program"](statements)
+
+
+# -- templates kept between processes ---------------------------------------------------------------------
+# Making a template takes lark: its import, its tables and its lexer's regular expressions cost a third of
+# checking a small file. The templates of line shapes met before are kept in the user cache folder, under a
+# key made of the grammar, this module's source and lark's version (so any change makes new ones), with a
+# digest of the contents (a damaged file is ignored, never trusted).
+TEMPLATES_KEPT = 4096           # shapes kept at most (a file of many distinct shapes is parsed the usual way)
+
+
+def cache_dir() -> Path | None:
+    """Where dcpnet keeps what it computes once: $DCPNET_CACHE_DIR (set but empty: nowhere), else
+    $XDG_CACHE_HOME/dcpnet, else ~/.cache/dcpnet."""
+    chosen = os.environ.get("DCPNET_CACHE_DIR")
+    if chosen is not None:
+        return Path(chosen) if chosen else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dcpnet"
+
+
+@cache
+def _sha256():
+    """SHA-256 from CPython's own module where there is one: hashlib would load OpenSSL, which costs more
+    than the whole parse of a small file."""
+    try:
+        from _sha256 import sha256  # CPython 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # CPython 3.12 and later
+        except ImportError:
+            from hashlib import sha256
+    return sha256
+
+
+@cache
+def _templates_file() -> Path | None:
+    folder = cache_dir()
+    if folder is None:
+        return None
+    from importlib.util import find_spec
+
+    digest = _sha256()(grammar_text().encode())
+    digest.update(Path(__file__).read_bytes())
+    spec = find_spec("lark")
+    if spec is None or spec.origin is None:
+        return None
+    digest.update(Path(spec.origin).read_bytes())       # lark's __init__ names its version
+    return folder / f"templates-{digest.hexdigest()[:24]}.json"
+
+
+@cache
+def _load_templates() -> None:
+    """Add the kept templates to `_templates` (once per process); nothing when there are none or the file is
+    damaged."""
+    try:
+        path = _templates_file()
+        if path is None:
+            return
+        head, _, body = path.read_text().partition("\n")
+        if head != _sha256()(body.encode()).hexdigest():
+            return
+        kept = {tuple(key): template for key, template in json.loads(body)}
+    except (OSError, ValueError, TypeError):
+        return
+    for key, template in kept.items():
+        _templates.setdefault(key, template)
+
+
+def _save_templates() -> None:
+    """Write `_templates` next to the file it replaces, then rename: readers see the old file or the new."""
+    try:
+        path = _templates_file()
+    except OSError:
+        return
+    if path is None or len(_templates) > TEMPLATES_KEPT:
+        return
+    body = json.dumps([[list(key), template] for key, template in _templates.items()])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(_sha256()(body.encode()).hexdigest() + "\n" + body)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _known_rules(template: tuple, callbacks: dict) -> bool:
@@ -532,7 +653,7 @@ def _known_rules(template: tuple, callbacks: dict) -> bool:
 @lru_cache(maxsize=1)
 def _callbacks() -> dict:
     """The transformer's callbacks by rule name, bound once (lark's v_args wraps them at every lookup)."""
-    transformer = _make_transformer()
+    transformer = _make_transformer(plain=True)
     return {name: getattr(transformer, name) for name in dir(transformer)
             if not name.startswith("_") and callable(getattr(transformer, name))}
 
@@ -548,8 +669,6 @@ def parse(text: str, file: str = "<input>", fast: bool = True) -> Program:
     ...
     dcpnet.errors.DcpnetError: f.net:1:7: error: unexpected end of line; expected ')'...
     """
-    from lark.exceptions import UnexpectedInput
-
     text = normalise(text)
     source = SourceText(text, file)
     if fast:
@@ -558,6 +677,7 @@ def parse(text: str, file: str = "<input>", fast: bool = True) -> Program:
         if program is not None:
             program.source = source
             return program
+    from lark.exceptions import UnexpectedInput
     work = text if text.endswith("\n") else text + "\n"
     errors = []
     while len(errors) < MAX_SYNTAX_ERRORS:

@@ -11,6 +11,7 @@ high precision by the refuter), or unknown (with the lowest node where the rules
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -21,13 +22,33 @@ from .lattice import Curvature, Verdict
 from .prove import BEYOND, PROPERTIES, Analyzer, Failure, holds
 
 
+class _BuiltOnRead:
+    """A dataclass field that may be given a builder (a function of no arguments) instead of its value: the
+    value is built when first read. A proof tree is needed only for --tree and --json, and building it costs
+    more than the proof on a deep network."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return None                      # the field's default
+        value = obj.__dict__.get(self.slot)
+        if callable(value):
+            value = obj.__dict__[self.slot] = value()
+        return value
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__[self.slot] = value
+
+
 @dataclass(repr=False)
 class PropertyResult:
     """The verdict on one property (convex, concave or affine) with what justifies it."""
 
     prop: str
     verdict: Verdict
-    certificate: dict | None = None
+    certificate: dict | None = _BuiltOnRead()     # a dict, or a function that builds it when first read
     witness: dict | None = None
     reason: str | None = None
     hint: str | None = None
@@ -132,7 +153,9 @@ class Verifier:
         target = check_target(self.net, target)
         wrt = self.net.resolve_wrt(parse_wrt(self.net, wrt))
         curv = self.analyzer.curvature(target, wrt)
-        cert = certificate(self.analyzer, target, wrt) if curv is not Curvature.UNKNOWN else None
+        # one tree serves every property proved, built when first read
+        cert = functools.cache(functools.partial(certificate, self.analyzer, target, wrt)) \
+            if curv is not Curvature.UNKNOWN else None
         props = {p: self._prove(target, wrt, p, curv, cert) for p in PROPERTIES}
         if self.refute:
             self._refute_unproved(target, wrt, props, want)
@@ -180,25 +203,26 @@ class Verifier:
         return PropertyResult(prop, Verdict.UNKNOWN, reason=reason, hint=failure.hint, failure=failure)
 
     def _refute_unproved(self, target, wrt, props: dict[str, PropertyResult], want) -> None:
-        refuter = self.refuter()
         for prop in ("convex", "concave"):
             res = props[prop]
             if res.verdict is Verdict.PROVED:
                 continue
             if prop not in want and "affine" not in want:
                 continue
-            deadline = time.perf_counter() + self.budget  # each property has its own budget
-            witness = refuter.search(target, wrt, prop, res.failure, deadline)
-            if witness is not None:
-                res.verdict, res.witness = Verdict.REFUTED, witness
-                res.reason = refuter.explain(target, wrt, prop, res.failure, witness) or res.reason
-        affine = props["affine"]
-        if affine.verdict is not Verdict.PROVED:
-            broken = next((props[p] for p in ("convex", "concave") if props[p].verdict is Verdict.REFUTED), None)
-            if broken is not None:
-                affine.verdict, affine.witness = Verdict.REFUTED, broken.witness
-                why = broken.reason.removeprefix(f"not {broken.prop}: ")
-                affine.reason = f"not affine, since not {broken.prop}: {why}"
+            self.search(target, wrt, res, time.perf_counter() + self.budget)  # each property has its own budget
+        settle_affine(props)
+
+    def search(self, target: str, wrt: list[str], res: PropertyResult, deadline: float) -> bool:
+        """Look for a witness against the unproved property `res` until `deadline`; True when refuted."""
+        witness = self.refuter().search(target, wrt, res.prop, res.failure, deadline)
+        if witness is not None:
+            self.refuted(target, wrt, res, witness)
+        return witness is not None
+
+    def refuted(self, target: str, wrt: list[str], res: PropertyResult, witness: dict) -> None:
+        """Record a verified witness against `res` (the refuter's, or one found in fewer variables)."""
+        res.verdict, res.witness = Verdict.REFUTED, witness
+        res.reason = self.refuter().explain(target, wrt, res.prop, res.failure, witness) or res.reason
 
     def refuter(self):
         """The witness search, made on first use (it brings the evaluator; a proof alone never needs it)."""
@@ -307,18 +331,59 @@ def run_checks(verifier: Verifier, wrt: list[str] | None) -> list[Result]:
         for out in net.outputs:
             results.append(verifier.verify(out, wrt))
     elif not net.checks:
-        for out in net.outputs:
-            results.extend(default_table(verifier, out))
+        results.extend(default_table(verifier, *net.outputs))
     return results
 
 
-def default_table(verifier: Verifier, out: str) -> list[Result]:
-    """Each output in `inputs`, in `params` jointly, and in each param alone: the seed's question."""
+def settle_affine(props) -> None:
+    """Not convex or not concave means not affine, with the same witness."""
+    affine = props["affine"]
+    if affine.verdict is Verdict.PROVED:
+        return
+    broken = next((props[p] for p in ("convex", "concave") if props[p].verdict is Verdict.REFUTED), None)
+    if broken is not None:
+        affine.verdict, affine.witness = Verdict.REFUTED, broken.witness
+        why = broken.reason.removeprefix(f"not {broken.prop}: ")
+        affine.reason = f"not affine, since not {broken.prop}: {why}"
+
+
+def default_table(verifier: Verifier, *outputs: str) -> list[Result]:
+    """Each output in `inputs`, in `params` jointly, and in each param alone: the seed's question.
+
+    The table shows a proved curvature, or for an unproved cell which of convex and concave are refuted, so
+    only unproved cells are searched, within one budget shared by the whole table (`Verifier.budget`
+    seconds), smallest variable sets first: a witness in fewer variables is one in every larger set that
+    contains them (the extra variables hold their values), so it answers those cells without a search.
+    """
     net = verifier.net
     sets = ([["inputs"]] if net.inputs else []) + ([["params"]] if net.params else [])
     sets += [[p] for p in net.params] if len(net.params) > 1 else []
-    results = [verifier.verify(out, s) for s in sets]
-    joint = next((r for r in results if r.wrt == net.params), None)
-    if joint is not None and joint.convex.verdict is not Verdict.PROVED and len(net.params) > 1:
-        joint.groups = verifier.convex_groups(out)
+    results = [verifier.verify(out, s, want=()) for out in outputs for s in sets]   # the rules alone: no search
+    if verifier.refute:
+        search_table(verifier, results, time.perf_counter() + verifier.budget)
+    for joint in results:
+        if joint.wrt == net.params and joint.convex.verdict is not Verdict.PROVED and len(net.params) > 1:
+            joint.groups = verifier.convex_groups(joint.expr)
     return results
+
+
+def search_table(verifier: Verifier, results: list[Result], deadline: float) -> None:
+    """Refute what the table shows of the unproved cells; each search takes a fair share of the time left."""
+    todo = sorted(((r, p) for r in results if r.curvature is Curvature.UNKNOWN for p in ("convex", "concave")),
+                  key=lambda item: len(item[0].wrt))
+    found: list[tuple[Result, str]] = []
+    for k, (r, prop) in enumerate(todo):
+        res = r[prop]
+        if res.verdict is not Verdict.UNKNOWN:
+            continue
+        smaller = next((s for s, p in found if p == prop and s.expr == r.expr and set(s.wrt) <= set(r.wrt)), None)
+        if smaller is not None:
+            verifier.refuted(r.expr, r.wrt, res, smaller[prop].witness)
+        else:
+            now = time.perf_counter()
+            share = max(deadline - now, 0.0) / (len(todo) - k)
+            verifier.search(r.expr, r.wrt, res, now + share)
+        if res.verdict is Verdict.REFUTED:
+            found.append((r, prop))
+    for r in results:
+        settle_affine(r)

@@ -19,10 +19,13 @@ from dcpnet.verify import Verifier
 def recheck(net, target: str, prop: str, w: dict) -> float:
     """The Jensen gap of a witness by this test's own evaluation: float, then 40 digits on the scalars."""
     node = net.names[target]
-    env = {k: np.asarray(v, dtype=float)[None] for k, v in w["fixed"].items()}
+    def full(k, v):  # a single number fills a fixed array (the compact form of a witness)
+        return np.broadcast_to(np.asarray(v, dtype=float), net.variables[k].shape)[None]
+
+    env = {k: full(k, v) for k, v in w["fixed"].items()}
     points = []
     for which in ("a", "b"):
-        points.append({**env, **{k: np.asarray(v, dtype=float)[None] for k, v in w[which].items()}})
+        points.append({**env, **{k: full(k, v) for k, v in w[which].items()}})
     mid = {**env, **{k: (np.asarray(w["a"][k]) + np.asarray(w["b"][k]))[None] / 2 for k in w["a"]}}
     for k in w["a"]:  # the midpoint must be exact in floats, or the witness is not what it claims
         a, b = np.asarray(w["a"][k], dtype=float), np.asarray(w["b"][k], dtype=float)

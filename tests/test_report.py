@@ -30,8 +30,10 @@ def test_default_table_answers_the_seed_question(capsys, tmp_path):
                     "y = relu(W2 @ relu(W1 @ x))\nloss = softplus(y[0] - y[1])\noutput y, loss\n")
     assert main(["check", str(path), "--width", "100"]) == 0
     out = capsys.readouterr().out
-    assert "│ y      │ affine │ neither   │ affine │ affine │" in out
-    assert "│ loss   │ convex │ neither   │ convex │ convex │" in out
+    assert "┃ in               ┃ y       ┃ loss    ┃" in out                  # one column per output
+    assert "│ x                │ affine  │ convex  │" in out
+    assert "│ params (jointly) │ neither │ neither │" in out
+    assert "│ each of W1, W2   │ affine  │ convex  │" in out                  # params alike share a row
     assert "y is not proved convex in all params jointly; convex together in: {W1}; {W2}" in out
 
 
