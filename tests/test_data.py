@@ -106,3 +106,19 @@ def test_save_is_atomic(tmp_path):
 class _Unsaveable:
     def __array__(self, *args, **kwargs):
         raise TypeError("cannot become an array")
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    """Files dcpnet writes get the permissions a plain `open` would give them, not mkstemp's 0o600."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        save_npz(tmp_path / "p.npz", {"w": np.zeros(2)})
+        os.umask(0o077)
+        save_npz(tmp_path / "q.npz", {"w": np.zeros(2)})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "p.npz").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "q.npz").stat().st_mode) == 0o600
