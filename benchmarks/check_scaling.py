@@ -17,16 +17,12 @@ import numpy as np
 
 WIDTH, D_IN = 64, 8
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from everyday import icnn_chain
+
 
 def icnn_text(depth: int) -> str:
-    lines = [f"input x[{D_IN}]", f"param W0[{WIDTH}, {D_IN}], b0[{WIDTH}]", "z0 = relu(W0 @ x + b0)"]
-    for k in range(1, depth):
-        lines.append(f"param Wz{k}[{WIDTH}, {WIDTH}] >= 0, Wx{k}[{WIDTH}, {D_IN}], b{k}[{WIDTH}]")
-        lines.append(f"z{k} = relu(Wz{k} @ z{k - 1} + Wx{k} @ x + b{k})")
-    lines.append(f"param w[{WIDTH}] >= 0")
-    lines.append(f"f = w @ z{depth - 1}")
-    lines.append("check convex(f) in x")
-    return "\n".join(lines) + "\n"
+    return icnn_chain(depth, WIDTH)
 
 
 def time_dcpnet(text: str) -> tuple[float, float, str]:

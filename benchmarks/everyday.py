@@ -24,29 +24,26 @@ COMPILE_EACH_RUN = False   # --no-bytecode: compile dcpnet's sources in every pr
 D_IN = 8
 
 
-def icnn_chain(depth: int, width: int) -> str:
-    """The chain of benchmarks/check_scaling.py at any width: one convex claim in x, proved."""
+def icnn_layers(depth: int, width: int) -> list[str]:
+    """The layers of an input-convex chain: z_k = relu(Wz_k z_{k-1} + Wx_k x + b_k) with Wz_k >= 0."""
     lines = [f"input x[{D_IN}]", f"param W0[{width}, {D_IN}], b0[{width}]", "z0 = relu(W0 @ x + b0)"]
     for k in range(1, depth):
         lines.append(f"param Wz{k}[{width}, {width}] >= 0, Wx{k}[{width}, {D_IN}], b{k}[{width}]")
         lines.append(f"z{k} = relu(Wz{k} @ z{k - 1} + Wx{k} @ x + b{k})")
-    lines.append(f"param w[{width}] >= 0")
-    lines.append(f"f = w @ z{depth - 1}")
-    lines.append("check convex(f) in x")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def icnn_chain(depth: int, width: int) -> str:
+    """The chain of benchmarks/check_scaling.py at any width: one convex claim in x, proved."""
+    readout = [f"param w[{width}] >= 0", f"f = w @ z{depth - 1}", "check convex(f) in x"]
+    return "\n".join(icnn_layers(depth, width) + readout) + "\n"
 
 
 def icnn_table(depth: int = 10, width: int = 64) -> str:
     """An ICNN with 3 params a layer and a passthrough readout (w, wx, c): 32 params at depth 10, no check
     lines and no `--wrt`, so `dcpnet check` prints the default table."""
-    lines = [f"input x[{D_IN}]", f"param W0[{width}, {D_IN}], b0[{width}]", "z0 = relu(W0 @ x + b0)"]
-    for k in range(1, depth):
-        lines.append(f"param Wz{k}[{width}, {width}] >= 0, Wx{k}[{width}, {D_IN}], b{k}[{width}]")
-        lines.append(f"z{k} = relu(Wz{k} @ z{k - 1} + Wx{k} @ x + b{k})")
-    lines.append(f"param w[{width}] >= 0, wx[{D_IN}], c")
-    lines.append(f"f = w @ z{depth - 1} + wx @ x + c")
-    lines.append("output f")
-    return "\n".join(lines) + "\n"
+    readout = [f"param w[{width}] >= 0, wx[{D_IN}], c", f"f = w @ z{depth - 1} + wx @ x + c", "output f"]
+    return "\n".join(icnn_layers(depth, width) + readout) + "\n"
 
 
 def _cpu() -> float:

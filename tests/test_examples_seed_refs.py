@@ -4,29 +4,19 @@ training scripts (at small scale) reach scikit-learn's objective on the same con
 file passes `dcpnet check` too."""
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+from example_scripts import all_hold, example
 
 from dcpnet.cli import main as cli
 from dcpnet.graph import load
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 FILES = ["convex_nn_bengio.net", "convex_nn_bach.net", "l1_logistic.net"]
-
-
-def example(name: str):
-    if EXAMPLES not in sys.path:
-        sys.path.insert(0, EXAMPLES)
-    return importlib.import_module(name)
-
-
-def all_hold(checks) -> bool:
-    return bool(checks) and all(c.holds for c in checks) and all(c.pinned in (None, "proved") for c in checks)
 
 
 @pytest.mark.parametrize("name", FILES)

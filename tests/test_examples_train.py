@@ -1,24 +1,14 @@
 """Each training example runs end to end at small scale, and what its header claims holds for the trained params."""
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
 
 import pytest
+from example_scripts import all_hold, example
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
-
-
-def example(name: str):
-    if EXAMPLES not in sys.path:
-        sys.path.insert(0, EXAMPLES)
-    return importlib.import_module(name)
-
-
-def all_hold(checks) -> bool:
-    return bool(checks) and all(c.holds for c in checks) and all(c.pinned in (None, "proved") for c in checks)
 
 
 def test_icnn_diabetes(capsys):
