@@ -26,15 +26,17 @@ from .graph import Network
 from .lattice import Interval
 
 
-def fix_params(net: Network, values: dict, file: str = "<params>") -> Network:
-    """The network with each param and const fixed to its array in `values`.
+def fix_params(net: Network, values: dict, file: str = "<params>", free=(), checks: bool = True) -> Network:
+    """The network with each param (but those in `free`) and each const fixed to its array in `values`.
 
-    Every param and const must be there with its declared shape, finite, inside its constraint; a check
-    line of the network that asks about a fixed param is bad input (it would be a question about a constant).
+    Every param and const fixed must be there with its declared shape, finite, inside its constraint; with
+    `checks`, a check line of the network that asks about a fixed param is bad input (it would be a question
+    about a constant).
     """
-    names = net.params + [c for c in net.consts if c not in net.fixed]
+    names = [p for p in net.params if p not in free] + [c for c in net.consts if c not in net.fixed]
     arrays = {name: _value(net, values, name, file) for name in names}
-    _refuse_checks_on(net, set(arrays))
+    if checks:
+        _refuse_checks_on(net, set(arrays))
     variables = dict(net.variables)
     for name, value in arrays.items():
         hull = Interval(float(value.min()), float(value.max()))

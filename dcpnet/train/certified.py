@@ -1,27 +1,21 @@
 """The certificate after training: the file's check lines re-verified for the trained params."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..graph import Network
-from ..lattice import Interval
 
 
 def pinned(net: Network, params: dict[str, np.ndarray], free=()) -> Network:
-    """The network with each param (but those in `free`) constrained to the hull [min, max] of its values.
-
-    The trained weights are plugged in: a proof for the pinned network holds for every weight in those
-    boxes, the trained ones among them (a scalar param is pinned to its exact value).
+    """The network with each param (but those in `free`) fixed to its trained values (`dcpnet.fixed`, the
+    mechanism of `check --params`): its range is the hull [min, max] of its entries, so a proof for the
+    pinned network holds for the trained weights.
     """
-    variables = dict(net.variables)
-    for name, value in params.items():
-        if name in free:
-            continue
-        wide = np.asarray(value, dtype=np.float64)
-        variables[name] = replace(variables[name], bounds=Interval(float(wide.min()), float(wide.max())))
-    return replace(net, variables=variables)
+    from ..fixed import fix_params
+
+    return fix_params(net, params, "<trained params>", free=free, checks=False)
 
 
 @dataclass
