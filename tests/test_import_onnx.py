@@ -16,6 +16,7 @@ from torch_models import (
     CatSlice,
     ClampedICNN,
     NormBlock,
+    RandomNet,
     SoftplusICNN,
     TanhMLP,
     assert_same_outputs,
@@ -116,22 +117,11 @@ ONNX_HEADS = {"sum": lambda z: z.sum(dim=1), "amax": lambda z: z.amax(dim=1), "l
               "slice": lambda z: torch.cat([z[:, 1:3], z[:, :1]], dim=1).amin(dim=1)}
 
 
-class RandomNet(torch.nn.Module):
-    def __init__(self, layers, head):
-        super().__init__()
-        self.first = torch.nn.Linear(3, 4)
-        self.body = torch.nn.Sequential(*(ONNX_LAYERS[name]() for name in layers))
-        self.head = head
-
-    def forward(self, x):
-        return ONNX_HEADS[self.head](self.body(self.first(x)))
-
-
 @settings(max_examples=10, deadline=None)
 @given(st.lists(st.sampled_from(sorted(ONNX_LAYERS)), min_size=1, max_size=3), st.sampled_from(sorted(ONNX_HEADS)),
        st.integers(0, 2**16))
 def test_random_onnx_models_evaluate_like_torch(tmp_path_factory, layers, head, seed):
-    module = seeded(RandomNet, seed=seed, layers=layers, head=head)
+    module = seeded(RandomNet, seed=seed, layers=layers, head=head, layer_table=ONNX_LAYERS, head_table=ONNX_HEADS)
     path = to_onnx(module, (3,), tmp_path_factory.mktemp("onnx") / "m.onnx")
     net, params = from_onnx(path)
     assert_same_outputs(module, net, params, np.random.default_rng(seed), n=6)

@@ -23,6 +23,7 @@ from torch_models import (
     LogSumExp,
     MaxAffine,
     NormBlock,
+    RandomNet,
     SoftplusICNN,
     TanhMLP,
     assert_same_outputs,
@@ -283,22 +284,11 @@ HEADS = {
 }
 
 
-class Random(nn.Module):
-    def __init__(self, layers, head):
-        super().__init__()
-        self.first = nn.Linear(3, 4)
-        self.body = nn.Sequential(*(LAYERS[name]() for name in layers))
-        self.head = head
-
-    def forward(self, x):
-        return HEADS[self.head](self.body(self.first(x)))
-
-
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.sampled_from(sorted(LAYERS)), min_size=1, max_size=4), st.sampled_from(sorted(HEADS)),
        st.integers(0, 2**16))
 def test_random_architectures_evaluate_like_torch(layers, head, seed):
-    module = seeded(Random, seed=seed, layers=layers, head=head)
+    module = seeded(RandomNet, seed=seed, layers=layers, head=head, layer_table=LAYERS, head_table=HEADS)
     for m in module.modules():
         if isinstance(m, nn.BatchNorm1d):
             with torch.no_grad():

@@ -125,6 +125,19 @@ class CatSlice(nn.Module):
         return z[:, 1:].sum(dim=1) + torch.logsumexp(torch.cat([x, z[:, :1]], dim=-1), dim=1) + z[:, -1]
 
 
+class RandomNet(torch.nn.Module):
+    """Linear(3, 4), then the named layers of `layer_table`, then the named reduction of `head_table`."""
+
+    def __init__(self, layers, head, layer_table, head_table):
+        super().__init__()
+        self.first = torch.nn.Linear(3, 4)
+        self.body = torch.nn.Sequential(*(layer_table[name]() for name in layers))
+        self.reduce = head_table[head]
+
+    def forward(self, x):
+        return self.reduce(self.body(self.first(x)))
+
+
 def seeded(cls, seed=0, **kw):
     torch.manual_seed(seed)
     return cls(**kw)
