@@ -236,7 +236,7 @@ def _print_check(args, path: str, net, results) -> None:
 
     console = make_console(args)
     if len(args.files) > 1:
-        console.print(f"[bold]{path}[/]", highlight=False)
+        console.print(path, style="bold", highlight=False, markup=False)
     if not net.outputs and not net.checks:
         sys.stderr.write(f"{path}: warning: no `output` and no `check` line: there is nothing to check\n")
     if args.params:
@@ -257,19 +257,27 @@ def _plot_first_witness(reports, path: str) -> None:
 
 
 def make_console(args, stderr: bool = False):
-    """A rich console for people: a terminal gets its width and colours; a pipe or a file gets lines that are
+    """A console for people: a terminal gets its width and colours; a pipe or a file gets lines that are
     never wrapped, no trailing spaces and no colour codes (unless `--color` or $FORCE_COLOR asks)."""
-    from rich.console import Console
-
     stream = sys.stderr if stderr else sys.stdout
     terminal = stream.isatty()
     color = args.color if getattr(args, "color", None) is not None else \
         (terminal or bool(os.environ.get("FORCE_COLOR"))) and not os.environ.get("NO_COLOR")
     width = getattr(args, "width", None) or (None if terminal else _env_columns())
-    if terminal:
-        return Console(file=stream, width=width, no_color=not color, force_terminal=color or None)
-    return Console(file=_RightTrimmed(stream), width=width or 100_000, no_color=not color, force_terminal=color,
-                   color_system="standard" if color else None, soft_wrap=width is None, highlight=False)
+
+    def rich_console():
+        from rich.console import Console
+
+        if terminal:
+            return Console(file=stream, width=width, no_color=not color, force_terminal=color or None, emoji=False)
+        return Console(file=_RightTrimmed(stream), width=width or 100_000, no_color=not color,
+                       force_terminal=color, color_system="standard" if color else None, soft_wrap=width is None,
+                       highlight=False, emoji=False)
+    if terminal or color or width is not None:
+        return rich_console()
+    from .report import PlainLines   # plain unwrapped lines need no rich (its import is a fifth of a small check)
+
+    return PlainLines(stream, rich_console)
 
 
 def _env_columns() -> int | None:

@@ -79,6 +79,44 @@ def _depth(report: dict) -> int:
 
 
 # -- people ----------------------------------------------------------------------------------------------
+class PlainLines:
+    """The `print` of the rich console that `cli.make_console` makes for a pipe or a file without colours,
+    for plain strings, without importing rich: the same text (markup tags dropped, tabs expanded, control
+    codes removed, never wrapped, no trailing spaces). Anything else (a table, a tree) goes to that rich
+    console, made on first use."""
+
+    def __init__(self, stream, make_rich):
+        self.stream, self._make_rich, self._rich = stream, make_rich, None
+
+    def print(self, *objects, sep: str = " ", end: str = "\n", markup: bool = True, highlight=None,
+              style=None) -> None:
+        if not all(isinstance(o, str) for o in objects):
+            self._rich = self._rich or self._make_rich()
+            self._rich.print(*objects, sep=sep, end=end, markup=markup, highlight=highlight, style=style)
+            return
+        text = sep.join(_drop_markup(o) if markup else o for o in objects).translate(_CONTROL_CODES)
+        self.stream.write("\n".join(line.expandtabs(8).rstrip(" ") for line in text.split("\n")) + end)
+
+
+# rich's markup tags (`[green]`, `[/]`); `\[` is a bracket, not a tag. Control codes as rich's Text drops them.
+_TAG = re.compile(r"(\\*)\[([a-z#/@][^\[]*?)\]")
+_CONTROL_CODES = dict.fromkeys(map(ord, "\a\b\v\f\r"))
+
+
+def _drop_markup(text: str) -> str:
+    """The text of `text` read as rich markup: tags dropped, `\\[` a bracket, `\\\\` before a tag a backslash."""
+    if "[" not in text:
+        return text
+    out, position = [], 0
+    for tag in _TAG.finditer(text):
+        out.append(text[position:tag.start()].replace("\\[", "["))
+        backslashes, escaped = divmod(len(tag.group(1)), 2)
+        out.append("\\" * backslashes + (tag.group(0)[len(tag.group(1)):] if escaped else ""))
+        position = tag.end()
+    out.append(text[position:].replace("\\[", "["))
+    return "".join(out)
+
+
 def print_results(console, net, results, tree: bool = False) -> None:
     checks = [r for r in results if r.claim is not None]
     table_rows = [r for r in results if r.claim is None]
@@ -334,7 +372,7 @@ def explain(result, width: int = 100) -> str:
     """The text the CLI prints for a result: each property's verdict with its witness, reason and hint."""
     from rich.console import Console
 
-    console = Console(file=io.StringIO(), width=width, no_color=True, highlight=False, soft_wrap=True)
+    console = Console(file=io.StringIO(), width=width, no_color=True, highlight=False, soft_wrap=True, emoji=False)
     if result.claim is not None:               # a check line: exactly what `dcpnet check` prints for it
         _print_check(console, result, tree=False)
     else:
@@ -353,7 +391,7 @@ def _explanation(result):
     for prop in ("convex", "concave", "affine"):
         res = result[prop]
         yield f"  {prop}: {MARKS[res.verdict]}"
-        capture = Console(file=io.StringIO(), width=10_000, no_color=True, soft_wrap=True)
+        capture = Console(file=io.StringIO(), width=10_000, no_color=True, soft_wrap=True, emoji=False)
         _print_verdict_body(capture, result, res)
         for line in capture.file.getvalue().splitlines():
             yield Text(line.rstrip())

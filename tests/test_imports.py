@@ -110,12 +110,12 @@ def test_no_import_circle_among_the_modules():
             visit(m, [])
 
 
-def test_check_without_atoms_loads_neither_sympy_nor_training(tmp_path):
+def test_check_without_atoms_into_a_pipe_loads_neither_sympy_nor_rich_nor_training(tmp_path):
     net = tmp_path / "plain.net"
     net.write_text((CASES / "icnn.net").read_text())
     probe = ("import sys, json; from dcpnet.cli import main; code = main(['check', sys.argv[1]]); "
              "print(json.dumps([code, sorted(m for m in sys.modules if m.split('.')[0] in "
-             "('sympy', 'torch', 'cvxpy', 'matplotlib', 'onnx', 'numba') or m.startswith('dcpnet.train') "
+             "('sympy', 'rich', 'torch', 'cvxpy', 'matplotlib', 'onnx', 'numba') or m.startswith('dcpnet.train') "
              "or m.startswith('dcpnet.interop'))]))")
     out = subprocess.run([sys.executable, "-c", probe, str(net)], check=False, capture_output=True, text=True, cwd=ROOT,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)

@@ -1,8 +1,14 @@
 """What `dcpnet check` prints: exact text at a fixed width, the JSON report, exit codes, the witness plot."""
+import contextlib
+import io
 import json
+import os
 import pathlib
+from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import CASES as CONFORMANCE
 
 from dcpnet.cli import main
@@ -70,3 +76,43 @@ def test_plot_into_a_missing_folder_is_bad_input(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     code = main(["check", str(EXAMPLES / "seed_square.net"), "--plot", str(tmp_path / "no" / "w.png")])
     assert code == 2 and "cannot write" in capsys.readouterr().err
+
+
+# -- a pipe without colours: plain lines, as rich would print them ---------------------------------------
+_PIECES = st.text(alphabet="ab x=[]/\\#@:.\t\r\a✓…", max_size=12)
+
+
+@st.composite
+def _markup(draw) -> str:
+    """Text with dcpnet's kind of markup: tags around pieces, escaped brackets, backslashes, stray brackets."""
+    parts = []
+    for piece in draw(st.lists(_PIECES, max_size=5)):
+        tag = draw(st.sampled_from(["", "green", "bold red", "#ff0000"]))
+        piece = piece.replace("[", "\\[")          # a piece's own brackets are text, as rich.markup.escape makes them
+        parts.append(f"[{tag}]{piece}[/]" if tag else piece)
+    return "".join(parts)
+
+
+def _printed(console_of, lines: list[tuple[str, bool]]) -> tuple[str, object]:
+    out = io.StringIO()                        # not a terminal: what `dcpnet check | cat` meets
+    with contextlib.redirect_stdout(out):
+        console = console_of()
+        for text, markup in lines:
+            console.print(text, highlight=False, markup=markup)
+        if hasattr(console, "file"):
+            console.file.flush()
+    return out.getvalue(), console
+
+
+@given(text=_markup(), plain=_PIECES)
+@settings(max_examples=300, deadline=None)
+def test_plain_lines_print_what_the_rich_console_prints_into_a_pipe(text, plain):
+    from dcpnet.cli import make_console
+    from dcpnet.report import PlainLines
+
+    assert not {"COLUMNS", "FORCE_COLOR", "NO_COLOR"} & set(os.environ)   # pytest's own run: a plain pipe
+    args = SimpleNamespace(color=None, width=None)
+    lines = [(text, True), (plain, False), (f"{text}\n  {text}  \n", True)]
+    by_plain, console = _printed(lambda: make_console(args), lines)
+    by_rich, _ = _printed(lambda: make_console(args)._make_rich(), lines)   # the console it stands for
+    assert isinstance(console, PlainLines) and by_plain == by_rich
