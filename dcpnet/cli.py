@@ -275,7 +275,7 @@ def make_console(args, stderr: bool = False):
                        highlight=False, emoji=False)
     if terminal or color or width is not None:
         return rich_console()
-    from .report import PlainLines   # plain unwrapped lines need no rich (its import is a fifth of a small check)
+    from .report import PlainLines  # plain unwrapped lines need no rich (its import is a fifth of a small check)
 
     return PlainLines(stream, rich_console)
 

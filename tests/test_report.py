@@ -7,9 +7,9 @@ import pathlib
 from types import SimpleNamespace
 
 import pytest
+from conftest import CASES as CONFORMANCE
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import CASES as CONFORMANCE
 
 from dcpnet.cli import main
 
