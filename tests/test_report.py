@@ -85,10 +85,12 @@ _PIECES = st.text(alphabet="ab x=[]/\\#@:.\t\r\a✓…", max_size=12)
 @st.composite
 def _markup(draw) -> str:
     """Text with dcpnet's kind of markup: tags around pieces, escaped brackets, backslashes, stray brackets."""
+    from rich.markup import escape
+
     parts = []
     for piece in draw(st.lists(_PIECES, max_size=5)):
         tag = draw(st.sampled_from(["", "green", "bold red", "#ff0000"]))
-        piece = piece.replace("[", "\\[")          # a piece's own brackets are text, as rich.markup.escape makes them
+        piece = escape(piece)                        # its own brackets are text
         parts.append(f"[{tag}]{piece}[/]" if tag else piece)
     return "".join(parts)
 

@@ -562,10 +562,11 @@ def test_bad_constants_in_atom_bodies_are_reported_at_the_constant(tmp_path):
     assert f"{path}:2:24: error:" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_a_hang_falls_back_to_sound_facts_and_says_so(monkeypatch):
+def test_a_hang_falls_back_to_sound_facts_and_says_so(monkeypatch, tmp_path):
     """Mechanism 5: past the wall clock the child is killed; facts unknown, the range from intervals."""
     from dcpnet.symbolic import explain_convex, limits, user_atom
 
+    monkeypatch.setenv("DCPNET_CACHE_DIR", str(tmp_path))    # no facts kept from an earlier test
     monkeypatch.setattr(limits, "WALL_SECONDS", 0.001)
     net = load_text("input x\natom f(t) = t^2 + relu(t)\ny = f(x)\n")
     start = time.monotonic()

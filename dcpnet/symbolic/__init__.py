@@ -2,54 +2,39 @@
 
 - `convert`: the atom body as a sympy formula, with its built-ins' domain conditions;
 - `analysis`: facts on intervals of the real line (domain, kinks, cells where f' and f'' keep their signs);
+- `derivation`: the analysis rounded to interval facts, and the in-process record of a sympy formula;
 - `facts`: what the analysis found, as plain data (`AtomFacts`);
+- `kept`: the facts kept between runs (a network checked before needs no sympy);
 - `limits`: the child process (wall clock, memory cap) and the per-question alarm inside it;
-- `record`: the ScalarAtom of a user atom (facts from the child, values from the body as written);
+- `record`: the ScalarAtom of a user atom (facts kept or from the child, values from the body as written);
 - `explain`: the words of reports.
 
-No module-level mutable state: a network keeps its derived atoms in its own `user_atoms` field.
+The names below are loaded on first use: `user_atom` with kept facts imports no sympy. No module-level
+mutable state: a network keeps its derived atoms in its own `user_atoms` field.
 """
 from __future__ import annotations
 
-from .analysis import PROPS, Analysis, analyse
-from .convert import BUILTIN_FORMULAS, leaky_relu_formula, to_sympy
-from .explain import explain_convex, explain_monotone
-from .facts import AtomFacts, derive_facts, facts_of, fallback_facts
-from .limits import (
-    ATOM_SECONDS,
-    MEMORY_BYTES,
-    QUESTION_SECONDS,
-    WALL_SECONDS,
-    Asker,
-    Limit,
-    Unknown,
-    run_each_limited,
-    run_limited,
-)
-from .record import derive, user_atom
+from importlib import import_module
 
-__all__ = [
-    "ATOM_SECONDS",
-    "BUILTIN_FORMULAS",
-    "MEMORY_BYTES",
-    "PROPS",
-    "QUESTION_SECONDS",
-    "WALL_SECONDS",
-    "Analysis",
-    "Asker",
-    "AtomFacts",
-    "Limit",
-    "Unknown",
-    "analyse",
-    "derive",
-    "derive_facts",
-    "explain_convex",
-    "explain_monotone",
-    "facts_of",
-    "fallback_facts",
-    "leaky_relu_formula",
-    "run_each_limited",
-    "run_limited",
-    "to_sympy",
-    "user_atom",
-]
+_HOMES = {
+    "PROPS": "analysis", "Analysis": "analysis", "analyse": "analysis",
+    "BUILTIN_FORMULAS": "convert", "leaky_relu_formula": "convert", "to_sympy": "convert",
+    "derive": "derivation", "derive_facts": "derivation", "facts_of": "derivation",
+    "explain_convex": "explain", "explain_monotone": "explain",
+    "AtomFacts": "facts", "fallback_facts": "facts",
+    "ATOM_SECONDS": "limits", "MEMORY_BYTES": "limits", "QUESTION_SECONDS": "limits", "WALL_SECONDS": "limits",
+    "Asker": "limits", "Limit": "limits", "Unknown": "limits", "run_each_limited": "limits",
+    "run_limited": "limits",
+    "user_atom": "record",
+}
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_HOMES[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

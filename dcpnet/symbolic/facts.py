@@ -1,23 +1,19 @@
-"""What the analysis found, as plain data: the record that crosses back from the child process.
+"""What the analysis found, as plain data: the record that crosses back from the child process, and is kept.
 
->>> import sympy as sp
->>> u = sp.Symbol("u", real=True)
->>> facts = facts_of(analyse(u**2, u), Asker())
->>> facts.convex_on, facts.decreasing_on, facts.derivative, facts.second_derivative
-((Interval(lo=-inf, hi=inf),), (Interval(lo=-inf, hi=0.0),), '2*u', '2')
+No sympy here: a network whose atoms' facts are kept (`kept.py`) is checked without importing it.
+
+>>> f = AtomFacts(convex_on=(REALS,), derivative="2*u")
+>>> facts_from_json(facts_json(f)) == f
+True
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
-import sympy as sp
+from dataclasses import asdict, dataclass, fields
 
 from ..lattice import REALS, Interval
-from .analysis import PROPS, Analysis, _bounds, _exact, _inner, _outer, analyse
-from .limits import Asker
 
-__all__ = ["AtomFacts", "facts_of", "fallback_facts"]
+__all__ = ["AtomFacts", "facts_from_json", "facts_json", "fallback_facts"]
 
 
 @dataclass(frozen=True)
@@ -41,49 +37,29 @@ def fallback_facts(note: str) -> AtomFacts:
     return AtomFacts(derivative="(not derived)", notes=(note,))
 
 
-def facts_of(an: Analysis, ask: Asker) -> AtomFacts:
-    """The facts of an analysis, rounded inward (facts) and outward (domain hull, range)."""
-    facts = {p: tuple(iv for iv in (_inner(*run) for run in an.facts[p]) if iv is not None) for p in PROPS}
-    if an.components:
-        lo, _, lo_open, _ = an.components[0]
-        _, hi, _, hi_open = an.components[-1]
-        dom = _outer(lo, hi)
-        # a float end that is not the exact end lies outside the domain: it is excluded
-        open_at = (not math.isinf(dom.lo) and (lo_open or not _exact(dom.lo, lo)),
-                   not math.isinf(dom.hi) and (hi_open or not _exact(dom.hi, hi)))
-    else:
-        dom, open_at = REALS, (False, False)
-    d2 = sp.sstr(an.pieces[0][3].diff(an.var)) if len(an.pieces) == 1 else ""
-    return AtomFacts(facts["convex"], facts["concave"], facts["increasing"], facts["decreasing"],
-                     dom, open_at, _bounds(an, ask), derivative_text(an), d2)
+# -- as JSON: every float exactly (repr round-trips; infinities as the strings "inf" and "-inf") -------------
+def facts_json(facts: AtomFacts) -> dict:
+    return {k: _plain(v) for k, v in asdict(facts).items()}
 
 
-def derivative_text(an: Analysis) -> str:
-    """f' in words: one formula, or one per piece with the ranges where each holds."""
-    if not an.pieces:
-        return sp.sstr(sp.diff(an.expr, an.var))
-    texts = [(a, b, sp.sstr(d1)) for a, b, _, d1 in an.pieces]
-    merged = [list(texts[0])]
-    for a, b, t in texts[1:]:
-        if t == merged[-1][2] and a == merged[-1][1]:
-            merged[-1][1] = b
-        else:
-            merged.append([a, b, t])
-    if len(merged) == 1:
-        return merged[0][2]
-    v = an.var.name
-
-    def where(a, b):
-        if a is sp.S.NegativeInfinity:
-            return f"{v} < {sp.sstr(b)}"
-        if b is sp.oo:
-            return f"{v} > {sp.sstr(a)}"
-        return f"{sp.sstr(a)} < {v} < {sp.sstr(b)}"
-
-    return ", ".join(f"{t} for {where(a, b)}" for a, b, t in merged)
+def facts_from_json(doc: dict) -> AtomFacts:
+    """The facts of `facts_json`; a KeyError, TypeError or ValueError for anything else."""
+    def interval(pair) -> Interval:
+        lo, hi = (float(v) for v in pair)
+        if not lo <= hi:
+            raise ValueError("not an interval")
+        return Interval(lo, hi)
+    shapes = {"domain": interval, "bounds": interval, "open_at": lambda v: tuple(bool(b) for b in v),
+              "derivative": str, "second_derivative": str, "notes": lambda v: tuple(str(s) for s in v)}
+    return AtomFacts(**{f.name: shapes.get(f.name, lambda v: tuple(map(interval, v)))(doc[f.name])
+                        for f in fields(AtomFacts)})
 
 
-def derive_facts(expr: sp.Expr, var: sp.Symbol, conditions: tuple = (), seconds: float | None = None) -> AtomFacts:
-    """analyse + facts_of under one atom's question budget (what the child process runs)."""
-    ask = Asker() if seconds is None else Asker(seconds)
-    return facts_of(analyse(expr, var, tuple(conditions), ask), ask)
+def _plain(v):
+    if isinstance(v, dict):                      # an Interval, after asdict
+        return [_plain(v["lo"]), _plain(v["hi"])]
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, float) and math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return v
