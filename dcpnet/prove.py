@@ -13,6 +13,7 @@ leave unknown, rewriting to a normal form (`rewrite.py`) and interval Hessians (
 """
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -201,19 +202,32 @@ class Analyzer:
         self.beyond = beyond
         self.beyond_tries = BEYOND_TRIES if self._nodes_beyond() else 0   # a few attempts per set of variables
         self.ranges: list[Interval] = []
-        self.atoms: dict[int, ScalarAtom] = {}
+        self.atoms: dict[tuple, ScalarAtom] = {}   # by the node's key: ("relu",), ("power", 2.0), ...
         self._steps: dict[frozenset, list[Step]] = {}
+        self._memo: dict[tuple, object] = {}   # what repeats between nodes, by what it depends on (see the users)
         for node in net.nodes:
             self.ranges.append(self._range(node))
 
     # -- ranges ------------------------------------------------------------------------------------
     def atom(self, node: Node) -> ScalarAtom:
-        if node.id not in self.atoms:
-            self.atoms[node.id] = self.net.scalar_atom(node.attrs)
-        return self.atoms[node.id]
+        found = self.atoms.get(node.attrs)
+        if found is None:
+            found = self.atoms[node.attrs] = self.net.scalar_atom(node.attrs)
+        return found
 
     def _range(self, node: Node) -> Interval:
-        return RANGE_RULES[node.op](self, node, [self.ranges[a] for a in node.args])
+        if not node.args:   # a variable's declared bounds, a literal's enclosure: read, not computed
+            return RANGE_RULES[node.op](self, node, ())
+        r = [self.ranges[a] for a in node.args]
+        # a range is a pure function of the op, its attributes, the shapes and the argument ranges; the layers
+        # of a deep network repeat the same few, so each is computed once. Keys hold the bounds' bit patterns:
+        # 0.0 == -0.0, but a bound's sign of zero can show in a result
+        nodes = self.net.nodes
+        key = (node.op, node.attrs, node.shape, *[nodes[a].shape for a in node.args], *[_bits(x.lo, x.hi) for x in r])
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = RANGE_RULES[node.op](self, node, r)
+        return found
 
     def range(self, name_or_id) -> Interval:
         return self.ranges[self._id(name_or_id)]
@@ -422,33 +436,31 @@ class Analyzer:
 
     def _scalar_rule(self, node: Node, kids, wrt) -> Step:
         f = self.atom(node)
-        box = self.box(node)
+        on = self._on_box(node)
+        box = on.box
         g = kids[0]
         if box is None:  # defined nowhere: every claim holds vacuously (the range is a sound outer bound)
             return Step(C.CONSTANT, "{} is defined nowhere: its argument never lies in its domain {}",
                         (_called(f), f.domain), M.CONSTANT, None)
-        mono = f.monotonicity_on_box(box)
+        mono = on.mono
         if mono is M.CONSTANT:
             return Step(C.CONSTANT, "{} is constant on {}", (_called(f), box), M.CONSTANT, None)
-        domain_ok = self._domain_ok(node, f, g.curvature)
-        ok = {p: (f.convex_on_box(box) if p == "convex" else f.concave_on_box(box))
-              and _arg_ok(g.curvature, mono, p) and domain_ok for p in ("convex", "concave")}
+        domain_ok = on.defined or self._domain_ok(node, f, g.curvature)
+        ok = {p: (on.convex if p == "convex" else on.concave) and _arg_ok(g.curvature, mono, p) and domain_ok
+              for p in ("convex", "concave")}
         curv = L.curvature_of(ok["convex"], ok["concave"])
-        blame = {p: self._scalar_blame(node, p, f, box, mono, g.curvature, domain_ok)
+        blame = {p: self._scalar_blame(node, p, f, on, g.curvature, domain_ok)
                  for p in ("convex", "concave") if not ok[p]}
-        return Step(curv, "composition: {} {}, {} on {}; argument {}",
-                    (_called(f), _ShapeWords(f, box), mono, box, g.curvature),
+        return Step(curv, "composition: {} {}, {} on {}; argument {}", (_called(f), on.shape, mono, box, g.curvature),
                     mono_compose(mono, g.mono), g.deps, blame)
 
-    def _scalar_blame(self, node: Node, prop: str, f: ScalarAtom, box: Interval, mono: Monotonicity,
-                      g: Curvature, domain_ok: bool):
+    def _scalar_blame(self, node: Node, prop: str, f: ScalarAtom, on: _OnBox, g: Curvature, domain_ok: bool):
         arg = self.net.nodes[node.args[0]]
-        has = f.convex_on_box(box) if prop == "convex" else f.concave_on_box(box)
-        if not has:
-            where = f.convex_on if prop == "convex" else f.concave_on
+        box, mono = on.box, on.mono
+        if not (on.convex if prop == "convex" else on.concave):
             return Failure(node.id, "curvature of the outer function",
                            ("{} is not {} on {}, the range of its argument `{}`{}", _called(f), prop, box, arg.label,
-                            _Text(_only_on, _called(f), prop, where, f.notes)), _hint(_restrict_hint(_called(f), where)))
+                            self._only_on(node, f, prop)), self._restrict_hint(node, f, prop))
         if not domain_ok:
             return Failure(node.id, "domain", (("`{}` may leave the domain {} of {}, and the set where it stays inside "
                                                "need not be convex ({} is {})"), arg.label, f.domain, _called(f),
@@ -462,15 +474,37 @@ class Analyzer:
                             arg.label, g),
                            ("make the argument affine in the variables, or analyse in fewer variables",))
         need = "nondecreasing" if holds(g, prop) else "nonincreasing"
-        pieces = f.increasing_on if need == "nondecreasing" else f.decreasing_on
         return Failure(node.id, "monotonicity of the outer function",
                        ("{} is {} on {}, the range of its argument `{}` ({}); the composition needs it {} there: {}{}",
                         _called(f), mono, box, arg.label, g, need, _Text(self._derivative_words, f, box, need),
-                        _Text(_only_on, _called(f), need, pieces, f.notes)), _hint(_restrict_hint(_called(f), pieces)), need)
+                        self._only_on(node, f, need)), self._restrict_hint(node, f, need), need)
+
+    def _on_box(self, node: Node) -> _OnBox:
+        """The atom's facts on its argument's range, read once per atom and range: the layers of a deep network
+        apply the same atoms to the same few ranges."""
+        r = self.ranges[node.args[0]]
+        key = ("on box", node.attrs, _bits(r.lo, r.hi))
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = _OnBox.of(self.atom(node), r)
+        return found
+
+    def _only_on(self, node: Node, f: ScalarAtom, prop: str) -> _Text:
+        """Where the atom has `prop` (or is monotone as `prop` says), in words formed when read; one per atom."""
+        key = ("only on", node.attrs, prop)
+        if key not in self._memo:
+            self._memo[key] = _Text(_only_on, _called(f), prop, _pieces(f, prop), f.notes)
+        return self._memo[key]
+
+    def _restrict_hint(self, node: Node, f: ScalarAtom, prop: str) -> tuple | None:
+        key = ("hint", node.attrs, prop)
+        if key not in self._memo:
+            self._memo[key] = _hint(_restrict_hint(_called(f), _pieces(f, prop)))
+        return self._memo[key]
 
     def box(self, node: Node) -> Interval | None:
         """The argument's range met with the atom's domain: where the atom's facts are read."""
-        return self.ranges[node.args[0]].meet(self.atom(node).domain)
+        return self._on_box(node).box
 
     def _domain_ok(self, node: Node, f: ScalarAtom, g: Curvature) -> bool:
         """Where the argument may leave the domain, the set where it stays inside must be convex:
@@ -626,6 +660,9 @@ class _Text:
         return str(self.fn(*self.args))
 
 
+_bits = struct.Struct("2d").pack   # an interval's two bounds as bytes: equal exactly when the floats are identical
+
+
 def _matmul_range(an: Analyzer, node: Node, r: list[Interval]) -> Interval:
     return L.scale(L.mul(r[0], r[1]), an.net.nodes[node.args[1]].shape[0])
 
@@ -692,6 +729,33 @@ def _arg_ok_direction(mono: Monotonicity, prop: str) -> str | None:
     if mono is M.DECREASING:
         return _mirror(prop)
     return None
+
+
+@dataclass(frozen=True)
+class _OnBox:
+    """An atom's facts on one argument range r: the box where they are read (r met with the domain; None
+    where the two do not meet), whether r lies in the domain, and what the atom's table says on the box."""
+
+    box: Interval | None
+    defined: bool
+    mono: Monotonicity = M.CONSTANT
+    convex: bool = False
+    concave: bool = False
+    shape: _ShapeWords | None = None   # the curvature on the box, in words
+
+    @staticmethod
+    def of(f: ScalarAtom, r: Interval) -> _OnBox:
+        box = r.meet(f.domain)
+        if box is None:
+            return _OnBox(None, f.defined_on(r))
+        return _OnBox(box, f.defined_on(r), f.monotonicity_on_box(box), f.convex_on_box(box), f.concave_on_box(box),
+                      _ShapeWords(f, box))
+
+
+def _pieces(f: ScalarAtom, prop: str):
+    """Where the atom is `prop`: convex, concave, nondecreasing or nonincreasing."""
+    return {"convex": f.convex_on, "concave": f.concave_on, "nondecreasing": f.increasing_on,
+            "nonincreasing": f.decreasing_on}[prop]
 
 
 @dataclass(frozen=True)
