@@ -21,6 +21,7 @@ from . import lattice as L
 from .atoms import REDUCTIONS, ScalarAtom
 from .graph import Network, Node, const_range
 from .lattice import Curvature, Interval, Monotonicity
+from .syntax import gc_paused
 
 C = Curvature
 M = Monotonicity
@@ -205,8 +206,9 @@ class Analyzer:
         self.atoms: dict[tuple, ScalarAtom] = {}   # by the node's key: ("relu",), ("power", 2.0), ...
         self._steps: dict[frozenset, list[Step]] = {}
         self._memo: dict[tuple, object] = {}   # what repeats between nodes, by what it depends on (see the users)
-        for node in net.nodes:
-            self.ranges.append(self._range(node))
+        with gc_paused():   # a range, a step per node: many small acyclic objects, nothing for the collector
+            for node in net.nodes:
+                self.ranges.append(self._range(node))
 
     # -- ranges ------------------------------------------------------------------------------------
     def atom(self, node: Node) -> ScalarAtom:
@@ -242,8 +244,9 @@ class Analyzer:
         if key not in self._steps:
             self.beyond_tries = BEYOND_TRIES if self._nodes_beyond() else 0   # each set of variables gets its own
             steps: list[Step] = []
-            for node in self.net.nodes:
-                steps.append(self._step(node, key, steps))
+            with gc_paused():
+                for node in self.net.nodes:
+                    steps.append(self._step(node, key, steps))
             self._steps[key] = steps
         return self._steps[key]
 
