@@ -40,8 +40,15 @@ def holds(curvature: Curvature, prop: str) -> bool:
     return curvature is C.CONVEX if prop == "convex" else curvature is C.CONCAVE if prop == "concave" else False
 
 
+_MIRROR = {"convex": "concave", "concave": "convex"}
+
+
 def _mirror(prop: str) -> str:
-    return {"convex": "concave", "concave": "convex"}.get(prop, prop)
+    return _MIRROR.get(prop, prop)
+
+
+# the properties among convex and concave that a curvature class does not establish: where a rule records why
+LACKS = {c: tuple(p for p in ("convex", "concave") if not holds(c, p)) for c in C}
 
 
 @dataclass(frozen=True)
@@ -137,8 +144,11 @@ def mono_add(a: Monotonicity, b: Monotonicity) -> Monotonicity:
     return M.NONE
 
 
+_MONO_FLIP = {M.INCREASING: M.DECREASING, M.DECREASING: M.INCREASING}
+
+
 def mono_flip(a: Monotonicity) -> Monotonicity:
-    return {M.INCREASING: M.DECREASING, M.DECREASING: M.INCREASING}.get(a, a)
+    return _MONO_FLIP.get(a, a)
 
 
 def mono_compose(outer: Monotonicity, inner: Monotonicity) -> Monotonicity:
@@ -205,6 +215,7 @@ class Analyzer:
         self.ranges: list[Interval] = []
         self.atoms: dict[tuple, ScalarAtom] = {}   # by the node's key: ("relu",), ("power", 2.0), ...
         self._steps: dict[frozenset, list[Step]] = {}
+        self._conditions: dict[int, str] | None = None   # node → the domain condition it relies on
         self._memo: dict[tuple, object] = {}   # what repeats between nodes, by what it depends on (see the users)
         with gc_paused():   # a range, a step per node: many small acyclic objects, nothing for the collector
             for node in net.nodes:
@@ -331,12 +342,12 @@ class Analyzer:
     def _neg_rule(self, node: Node, kids, wrt) -> Step:
         g = kids[0]
         curv = L.flip(g.curvature)
-        blame = {p: (node.args[0], _mirror(p)) for p in ("convex", "concave") if not holds(curv, p)}
+        blame = {p: (node.args[0], _mirror(p)) for p in LACKS[curv]}
         return Step(curv, "negation of {}", (g.curvature,), mono_flip(g.mono), g.deps, blame)
 
     def _index_rule(self, node: Node, kids, wrt) -> Step:
         g = kids[0]
-        blame = {p: (node.args[0], p) for p in ("convex", "concave") if not holds(g.curvature, p)}
+        blame = {p: (node.args[0], p) for p in LACKS[g.curvature]}
         return Step(g.curvature, "an entry keeps the curvature", (), g.mono, g.deps, blame)   # and a slice
 
     def _concat_rule(self, node: Node, kids, wrt) -> Step:
@@ -360,9 +371,7 @@ class Analyzer:
         curv = L.scale_curvature(g.curvature, factor)
         sign = "≥ 0" if factor.nonneg else "≤ 0" if factor.nonpos else "of either sign"
         blame = {}
-        for p in ("convex", "concave"):
-            if holds(curv, p):
-                continue
+        for p in LACKS[curv]:
             if factor.nonneg or factor.nonpos:
                 blame[p] = (node.args[g_at], p if factor.nonneg else _mirror(p))
             else:
@@ -409,7 +418,7 @@ class Analyzer:
                          rf, rg, f.curvature, g.curvature, f.mono, g.mono, deps,
                          "convex" if convex else "concave", "alike" if convex else "oppositely",
                          "convex" if convex else "concave")
-                blame = {p: self._product_failure(node, wrt) for p in ("convex", "concave") if not holds(curv, p)}
+                blame = {p: self._product_failure(node, wrt) for p in LACKS[curv]}
                 return Step(curv, words[0], words[1:], mono, deps, blame)
         blame = {p: self._product_failure(node, wrt) for p in ("convex", "concave")}
         return Step(C.UNKNOWN, "product of two factors that both depend on the variables: not covered", (),
@@ -571,19 +580,22 @@ class Analyzer:
 
         The analysis reads every claim on the set where these hold (SPEC: "where the expression is defined").
         """
+        if self._conditions is None:   # the nodes that carry a condition, once: most networks have none
+            self._conditions = {node.id: text for node in self.net.nodes if (text := self._condition(node))}
+        if not self._conditions:
+            return []
         out = []
         for i in self.net.ancestors(self._id(root)):
-            node = self.net.nodes[i]
-            text = self._condition(node)
+            text = self._conditions.get(i)
             if text and text not in out:
                 out.append(text)
         return out
 
     def _condition(self, node: Node) -> str | None:
         if node.op == "scalar":
-            f, r = self.atom(node), self.ranges[node.args[0]]
-            if f.defined_on(r):
+            if self._on_box(node).defined:
                 return None
+            f = self.atom(node)
             arg = self.net.nodes[node.args[0]].label
             return f"{_called(f)} needs `{arg}` in {_domain_words(f)}"
         if node.op == "div":
@@ -630,9 +642,7 @@ class Analyzer:
 def _sum_blame(node: Node, kids, curv: Curvature, signs: tuple) -> dict:
     """For a signed sum, each failing property is blamed on the first term lacking it (mirrored when negated)."""
     blame = {}
-    for p in ("convex", "concave"):
-        if holds(curv, p):
-            continue
+    for p in LACKS[curv]:
         for a, k, s in zip(node.args, kids, signs):
             need = p if s > 0 else _mirror(p)
             if not holds(k.curvature, need):
@@ -644,7 +654,7 @@ def _sum_blame(node: Node, kids, curv: Curvature, signs: tuple) -> dict:
 def _with_blame(found: Step, rules_step: Step, node: Node) -> Step:
     """A step from a method beyond the rules; what it leaves unproved is blamed where the rules stopped."""
     blame = {p: rules_step.blame.get(p) or Failure(node.id, found.rule, ("`{}` is not {}", node.label, p))
-             for p in ("convex", "concave") if not holds(found.curvature, p)}
+             for p in LACKS[found.curvature]}
     return Step(found.curvature, found.template, found.args, rules_step.mono, rules_step.deps, blame, found.detail)
 
 
