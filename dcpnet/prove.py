@@ -107,7 +107,7 @@ def _fmt(words: tuple) -> str:
     return words[0].format(*words[1:]) if len(words) > 1 else words[0]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Step:
     """The rule applied at one node: the curvature it gives and the rule in words.
 
@@ -115,6 +115,9 @@ class Step:
     monotonicity in the variables (entrywise), `deps` the one scalar variable it depends on (None: none,
     SEVERAL: more). `blame` holds, for "convex" and "concave" where they do not hold, the record of why.
     `detail` carries what a method beyond the rules found (a rewrite, a Hessian enclosure) for the certificate.
+
+    A step is never changed once made (steps are shared: `_CONSTANT`, the cached passes). It is not a frozen
+    dataclass only because a frozen one's `__init__` costs a fifth of the rule pass over a deep network.
     """
 
     curvature: Curvature
@@ -217,9 +220,12 @@ class Analyzer:
         self._steps: dict[frozenset, list[Step]] = {}
         self._conditions: dict[int, str] | None = None   # node → the domain condition it relies on
         self._memo: dict[tuple, object] = {}   # what repeats between nodes, by what it depends on (see the users)
+        self._range_bits: list[bytes] = []   # each range's bounds as bytes, the memo's key for it
         with gc_paused():   # a range, a step per node: many small acyclic objects, nothing for the collector
             for node in net.nodes:
-                self.ranges.append(self._range(node))
+                r = self._range(node)
+                self.ranges.append(r)
+                self._range_bits.append(_bits(r.lo, r.hi))
 
     # -- ranges ------------------------------------------------------------------------------------
     def atom(self, node: Node) -> ScalarAtom:
@@ -231,15 +237,14 @@ class Analyzer:
     def _range(self, node: Node) -> Interval:
         if not node.args:   # a variable's declared bounds, a literal's enclosure: read, not computed
             return RANGE_RULES[node.op](self, node, ())
-        r = [self.ranges[a] for a in node.args]
         # a range is a pure function of the op, its attributes, the shapes and the argument ranges; the layers
         # of a deep network repeat the same few, so each is computed once. Keys hold the bounds' bit patterns:
         # 0.0 == -0.0, but a bound's sign of zero can show in a result
-        nodes = self.net.nodes
-        key = (node.op, node.attrs, node.shape, *[nodes[a].shape for a in node.args], *[_bits(x.lo, x.hi) for x in r])
+        nodes, bits = self.net.nodes, self._range_bits
+        key = (node.op, node.attrs, node.shape, *[(nodes[a].shape, bits[a]) for a in node.args])
         found = self._memo.get(key)
         if found is None:
-            found = self._memo[key] = RANGE_RULES[node.op](self, node, r)
+            found = self._memo[key] = RANGE_RULES[node.op](self, node, [self.ranges[a] for a in node.args])
         return found
 
     def range(self, name_or_id) -> Interval:
@@ -494,11 +499,10 @@ class Analyzer:
     def _on_box(self, node: Node) -> _OnBox:
         """The atom's facts on its argument's range, read once per atom and range: the layers of a deep network
         apply the same atoms to the same few ranges."""
-        r = self.ranges[node.args[0]]
-        key = ("on box", node.attrs, _bits(r.lo, r.hi))
+        key = ("on box", node.attrs, self._range_bits[node.args[0]])
         found = self._memo.get(key)
         if found is None:
-            found = self._memo[key] = _OnBox.of(self.atom(node), r)
+            found = self._memo[key] = _OnBox.of(self.atom(node), self.ranges[node.args[0]])
         return found
 
     def _only_on(self, node: Node, f: ScalarAtom, prop: str) -> _Text:
