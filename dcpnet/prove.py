@@ -288,13 +288,14 @@ class Analyzer:
         op = node.op
         if op == "const":
             return _CONSTANT
+        if op == "var":   # a leaf, affine or fixed: never one for the methods beyond the rules
+            return self._var_rule(node, (), wrt)
         kids = [steps[a] for a in node.args]
-        if op != "var":
-            for k in kids:
-                if k.curvature is not C.CONSTANT:
-                    break
-            else:
-                return _CONSTANT
+        for k in kids:
+            if k.curvature is not C.CONSTANT:
+                break
+        else:
+            return _CONSTANT
         step = RULES[op](self, node, kids, wrt)
         if step.curvature is C.UNKNOWN and self.beyond_tries > 0 and (all(k.curvature is not C.UNKNOWN for k in kids)
                                                              or (node.shape == () and node.id < SMALL_IDS)):
