@@ -464,11 +464,9 @@ class Analyzer:
         if mono is M.CONSTANT:
             return Step(C.CONSTANT, "{} is constant on {}", (_called(f), box), M.CONSTANT, None)
         domain_ok = on.defined or self._domain_ok(node, f, g.curvature)
-        ok = {p: (on.convex if p == "convex" else on.concave) and _arg_ok(g.curvature, mono, p) and domain_ok
-              for p in ("convex", "concave")}
-        curv = L.curvature_of(ok["convex"], ok["concave"])
-        blame = {p: self._scalar_blame(node, p, f, on, g.curvature, domain_ok)
-                 for p in ("convex", "concave") if not ok[p]}
+        curv = L.curvature_of(on.convex and domain_ok and _arg_ok(g.curvature, mono, "convex"),
+                              on.concave and domain_ok and _arg_ok(g.curvature, mono, "concave"))
+        blame = {p: self._scalar_blame(node, p, f, on, g.curvature, domain_ok) for p in LACKS[curv]}
         return Step(curv, "composition: {} {}, {} on {}; argument {}", (_called(f), on.shape, mono, box, g.curvature),
                     mono_compose(mono, g.mono), g.deps, blame)
 
