@@ -216,7 +216,7 @@ class Analyzer:
         self.beyond = beyond
         self.beyond_tries = BEYOND_TRIES if self._nodes_beyond() else 0   # a few attempts per set of variables
         self.ranges: list[Interval] = []
-        self.atoms: dict[tuple, ScalarAtom] = {}   # by the node's key: ("relu",), ("power", 2.0), ...
+        self.atoms: dict[tuple, ScalarAtom] = {}   # by the node's key (`_exact`): ("relu",), ("power", 2.0), ...
         self._steps: dict[frozenset, list[Step]] = {}
         self._conditions: dict[int, str] | None = None   # node → the domain condition it relies on
         self._memo: dict[tuple, object] = {}   # what repeats between nodes, by what it depends on (see the users)
@@ -229,9 +229,10 @@ class Analyzer:
 
     # -- ranges ------------------------------------------------------------------------------------
     def atom(self, node: Node) -> ScalarAtom:
-        found = self.atoms.get(node.attrs)
+        key = _exact(node.attrs)
+        found = self.atoms.get(key)
         if found is None:
-            found = self.atoms[node.attrs] = self.net.scalar_atom(node.attrs)
+            found = self.atoms[key] = self.net.scalar_atom(node.attrs)
         return found
 
     def _range(self, node: Node) -> Interval:
@@ -241,7 +242,7 @@ class Analyzer:
         # of a deep network repeat the same few, so each is computed once. Keys hold the bounds' bit patterns:
         # 0.0 == -0.0, but a bound's sign of zero can show in a result
         nodes, bits = self.net.nodes, self._range_bits
-        key = (node.op, node.attrs, node.shape, *[(nodes[a].shape, bits[a]) for a in node.args])
+        key = (node.op, _exact(node.attrs), node.shape, *[(nodes[a].shape, bits[a]) for a in node.args])
         found = self._memo.get(key)
         if found is None:
             found = self._memo[key] = RANGE_RULES[node.op](self, node, [self.ranges[a] for a in node.args])
@@ -498,7 +499,7 @@ class Analyzer:
     def _on_box(self, node: Node) -> _OnBox:
         """The atom's facts on its argument's range, read once per atom and range: the layers of a deep network
         apply the same atoms to the same few ranges."""
-        key = ("on box", node.attrs, self._range_bits[node.args[0]])
+        key = ("on box", _exact(node.attrs), self._range_bits[node.args[0]])
         found = self._memo.get(key)
         if found is None:
             found = self._memo[key] = _OnBox.of(self.atom(node), self.ranges[node.args[0]])
@@ -506,13 +507,13 @@ class Analyzer:
 
     def _only_on(self, node: Node, f: ScalarAtom, prop: str) -> _Text:
         """Where the atom has `prop` (or is monotone as `prop` says), in words formed when read; one per atom."""
-        key = ("only on", node.attrs, prop)
+        key = ("only on", _exact(node.attrs), prop)
         if key not in self._memo:
             self._memo[key] = _Text(_only_on, _called(f), prop, _pieces(f, prop), f.notes)
         return self._memo[key]
 
     def _restrict_hint(self, node: Node, f: ScalarAtom, prop: str) -> tuple | None:
-        key = ("hint", node.attrs, prop)
+        key = ("hint", _exact(node.attrs), prop)
         if key not in self._memo:
             self._memo[key] = _hint(_restrict_hint(_called(f), _pieces(f, prop)))
         return self._memo[key]
@@ -677,6 +678,16 @@ class _Text:
 
 
 _bits = struct.Struct("2d").pack   # an interval's two bounds as bytes: equal exactly when the floats are identical
+_float_bits = struct.Struct("d").pack
+
+
+def _exact(attrs: tuple) -> tuple:
+    """A node's attributes as a memo key: a float by its bits, as == takes -0.0 for 0.0 (and 2 for 2.0), whose
+    words differ (`u^-0`)."""
+    for a in attrs:
+        if a.__class__ is float:
+            return tuple(_float_bits(a) if a.__class__ is float else a for a in attrs)
+    return attrs
 
 
 def _matmul_range(an: Analyzer, node: Node, r: list[Interval]) -> Interval:
