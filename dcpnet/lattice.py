@@ -313,15 +313,23 @@ def curvature_of(convex: bool, concave: bool, constant: bool = False) -> Curvatu
     return C.UNKNOWN
 
 
-def add_curvature(a: Curvature, b: Curvature) -> Curvature:
-    """Sum:  const+x = x,  affine+affine = affine,  convex+convex = convex,  convex+concave = unknown."""
+def _sum_rule(a: Curvature, b: Curvature) -> Curvature:
     return curvature_of(a.is_convex and b.is_convex, a.is_concave and b.is_concave,
                         a is C.CONSTANT and b is C.CONSTANT)
 
 
+_SUM = {(a, b): _sum_rule(a, b) for a in C for b in C}   # the rule tabulated: it runs at most nodes of a network
+_FLIP = {C.CONVEX: C.CONCAVE, C.CONCAVE: C.CONVEX}
+
+
+def add_curvature(a: Curvature, b: Curvature) -> Curvature:
+    """Sum:  const+x = x,  affine+affine = affine,  convex+convex = convex,  convex+concave = unknown."""
+    return _SUM[a, b]
+
+
 def flip(a: Curvature) -> Curvature:
     """Negation (or a nonpositive factor) swaps convex and concave."""
-    return {C.CONVEX: C.CONCAVE, C.CONCAVE: C.CONVEX}.get(a, a)
+    return _FLIP.get(a, a)
 
 
 def scale_curvature(a: Curvature, factor: Interval) -> Curvature:

@@ -13,6 +13,7 @@ leave unknown, rewriting to a normal form (`rewrite.py`) and interval Hessians (
 """
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from . import lattice as L
 from .atoms import REDUCTIONS, ScalarAtom
 from .graph import Network, Node, const_range
 from .lattice import Curvature, Interval, Monotonicity
+from .syntax import gc_paused
 
 C = Curvature
 M = Monotonicity
@@ -38,8 +40,15 @@ def holds(curvature: Curvature, prop: str) -> bool:
     return curvature is C.CONVEX if prop == "convex" else curvature is C.CONCAVE if prop == "concave" else False
 
 
+_MIRROR = {"convex": "concave", "concave": "convex"}
+
+
 def _mirror(prop: str) -> str:
-    return {"convex": "concave", "concave": "convex"}.get(prop, prop)
+    return _MIRROR.get(prop, prop)
+
+
+# the properties among convex and concave that a curvature class does not establish: where a rule records why
+LACKS = {c: tuple(p for p in ("convex", "concave") if not holds(c, p)) for c in C}
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,7 @@ def _fmt(words: tuple) -> str:
     return words[0].format(*words[1:]) if len(words) > 1 else words[0]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Step:
     """The rule applied at one node: the curvature it gives and the rule in words.
 
@@ -106,6 +115,9 @@ class Step:
     monotonicity in the variables (entrywise), `deps` the one scalar variable it depends on (None: none,
     SEVERAL: more). `blame` holds, for "convex" and "concave" where they do not hold, the record of why.
     `detail` carries what a method beyond the rules found (a rewrite, a Hessian enclosure) for the certificate.
+
+    A step is never changed once made (steps are shared: `_CONSTANT`, the cached passes). It is not a frozen
+    dataclass only because a frozen one's `__init__` costs a fifth of the rule pass over a deep network.
     """
 
     curvature: Curvature
@@ -135,8 +147,11 @@ def mono_add(a: Monotonicity, b: Monotonicity) -> Monotonicity:
     return M.NONE
 
 
+_MONO_FLIP = {M.INCREASING: M.DECREASING, M.DECREASING: M.INCREASING}
+
+
 def mono_flip(a: Monotonicity) -> Monotonicity:
-    return {M.INCREASING: M.DECREASING, M.DECREASING: M.INCREASING}.get(a, a)
+    return _MONO_FLIP.get(a, a)
 
 
 def mono_compose(outer: Monotonicity, inner: Monotonicity) -> Monotonicity:
@@ -201,19 +216,37 @@ class Analyzer:
         self.beyond = beyond
         self.beyond_tries = BEYOND_TRIES if self._nodes_beyond() else 0   # a few attempts per set of variables
         self.ranges: list[Interval] = []
-        self.atoms: dict[int, ScalarAtom] = {}
+        self.atoms: dict[tuple, ScalarAtom] = {}   # by the node's key (`_exact`): ("relu",), ("power", 2.0), ...
         self._steps: dict[frozenset, list[Step]] = {}
-        for node in net.nodes:
-            self.ranges.append(self._range(node))
+        self._conditions: dict[int, str] | None = None   # node → the domain condition it relies on
+        self._memo: dict[tuple, object] = {}   # what repeats between nodes, by what it depends on (see the users)
+        self._range_bits: list[bytes] = []   # each range's bounds as bytes, the memo's key for it
+        with gc_paused():   # a range, a step per node: many small acyclic objects, nothing for the collector
+            for node in net.nodes:
+                r = self._range(node)
+                self.ranges.append(r)
+                self._range_bits.append(_bits(r.lo, r.hi))
 
     # -- ranges ------------------------------------------------------------------------------------
     def atom(self, node: Node) -> ScalarAtom:
-        if node.id not in self.atoms:
-            self.atoms[node.id] = self.net.scalar_atom(node.attrs)
-        return self.atoms[node.id]
+        key = _exact(node.attrs)
+        found = self.atoms.get(key)
+        if found is None:
+            found = self.atoms[key] = self.net.scalar_atom(node.attrs)
+        return found
 
     def _range(self, node: Node) -> Interval:
-        return RANGE_RULES[node.op](self, node, [self.ranges[a] for a in node.args])
+        if not node.args:   # a variable's declared bounds, a literal's enclosure: read, not computed
+            return RANGE_RULES[node.op](self, node, ())
+        # a range is a pure function of the op, its attributes, the shapes and the argument ranges; the layers
+        # of a deep network repeat the same few, so each is computed once. Keys hold the bounds' bit patterns:
+        # 0.0 == -0.0, but a bound's sign of zero can show in a result
+        nodes, bits = self.net.nodes, self._range_bits
+        key = (node.op, _exact(node.attrs), node.shape, *[(nodes[a].shape, bits[a]) for a in node.args])
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = RANGE_RULES[node.op](self, node, [self.ranges[a] for a in node.args])
+        return found
 
     def range(self, name_or_id) -> Interval:
         return self.ranges[self._id(name_or_id)]
@@ -228,8 +261,9 @@ class Analyzer:
         if key not in self._steps:
             self.beyond_tries = BEYOND_TRIES if self._nodes_beyond() else 0   # each set of variables gets its own
             steps: list[Step] = []
-            for node in self.net.nodes:
-                steps.append(self._step(node, key, steps))
+            with gc_paused():
+                for node in self.net.nodes:
+                    steps.append(self._step(node, key, steps))
             self._steps[key] = steps
         return self._steps[key]
 
@@ -255,13 +289,14 @@ class Analyzer:
         op = node.op
         if op == "const":
             return _CONSTANT
+        if op == "var":   # a leaf, affine or fixed: never one for the methods beyond the rules
+            return self._var_rule(node, (), wrt)
         kids = [steps[a] for a in node.args]
-        if op != "var":
-            for k in kids:
-                if k.curvature is not C.CONSTANT:
-                    break
-            else:
-                return _CONSTANT
+        for k in kids:
+            if k.curvature is not C.CONSTANT:
+                break
+        else:
+            return _CONSTANT
         step = RULES[op](self, node, kids, wrt)
         if step.curvature is C.UNKNOWN and self.beyond_tries > 0 and (all(k.curvature is not C.UNKNOWN for k in kids)
                                                              or (node.shape == () and node.id < SMALL_IDS)):
@@ -314,12 +349,12 @@ class Analyzer:
     def _neg_rule(self, node: Node, kids, wrt) -> Step:
         g = kids[0]
         curv = L.flip(g.curvature)
-        blame = {p: (node.args[0], _mirror(p)) for p in ("convex", "concave") if not holds(curv, p)}
+        blame = {p: (node.args[0], _mirror(p)) for p in LACKS[curv]}
         return Step(curv, "negation of {}", (g.curvature,), mono_flip(g.mono), g.deps, blame)
 
     def _index_rule(self, node: Node, kids, wrt) -> Step:
         g = kids[0]
-        blame = {p: (node.args[0], p) for p in ("convex", "concave") if not holds(g.curvature, p)}
+        blame = {p: (node.args[0], p) for p in LACKS[g.curvature]}
         return Step(g.curvature, "an entry keeps the curvature", (), g.mono, g.deps, blame)   # and a slice
 
     def _concat_rule(self, node: Node, kids, wrt) -> Step:
@@ -343,9 +378,7 @@ class Analyzer:
         curv = L.scale_curvature(g.curvature, factor)
         sign = "≥ 0" if factor.nonneg else "≤ 0" if factor.nonpos else "of either sign"
         blame = {}
-        for p in ("convex", "concave"):
-            if holds(curv, p):
-                continue
+        for p in LACKS[curv]:
             if factor.nonneg or factor.nonpos:
                 blame[p] = (node.args[g_at], p if factor.nonneg else _mirror(p))
             else:
@@ -392,7 +425,7 @@ class Analyzer:
                          rf, rg, f.curvature, g.curvature, f.mono, g.mono, deps,
                          "convex" if convex else "concave", "alike" if convex else "oppositely",
                          "convex" if convex else "concave")
-                blame = {p: self._product_failure(node, wrt) for p in ("convex", "concave") if not holds(curv, p)}
+                blame = {p: self._product_failure(node, wrt) for p in LACKS[curv]}
                 return Step(curv, words[0], words[1:], mono, deps, blame)
         blame = {p: self._product_failure(node, wrt) for p in ("convex", "concave")}
         return Step(C.UNKNOWN, "product of two factors that both depend on the variables: not covered", (),
@@ -422,33 +455,29 @@ class Analyzer:
 
     def _scalar_rule(self, node: Node, kids, wrt) -> Step:
         f = self.atom(node)
-        box = self.box(node)
+        on = self._on_box(node)
+        box = on.box
         g = kids[0]
         if box is None:  # defined nowhere: every claim holds vacuously (the range is a sound outer bound)
             return Step(C.CONSTANT, "{} is defined nowhere: its argument never lies in its domain {}",
                         (_called(f), f.domain), M.CONSTANT, None)
-        mono = f.monotonicity_on_box(box)
+        mono = on.mono
         if mono is M.CONSTANT:
             return Step(C.CONSTANT, "{} is constant on {}", (_called(f), box), M.CONSTANT, None)
-        domain_ok = self._domain_ok(node, f, g.curvature)
-        ok = {p: (f.convex_on_box(box) if p == "convex" else f.concave_on_box(box))
-              and _arg_ok(g.curvature, mono, p) and domain_ok for p in ("convex", "concave")}
-        curv = L.curvature_of(ok["convex"], ok["concave"])
-        blame = {p: self._scalar_blame(node, p, f, box, mono, g.curvature, domain_ok)
-                 for p in ("convex", "concave") if not ok[p]}
-        return Step(curv, "composition: {} {}, {} on {}; argument {}",
-                    (_called(f), _ShapeWords(f, box), mono, box, g.curvature),
+        domain_ok = on.defined or self._domain_ok(node, f, g.curvature)
+        curv = L.curvature_of(on.convex and domain_ok and _arg_ok(g.curvature, mono, "convex"),
+                              on.concave and domain_ok and _arg_ok(g.curvature, mono, "concave"))
+        blame = {p: self._scalar_blame(node, p, f, on, g.curvature, domain_ok) for p in LACKS[curv]}
+        return Step(curv, "composition: {} {}, {} on {}; argument {}", (_called(f), on.shape, mono, box, g.curvature),
                     mono_compose(mono, g.mono), g.deps, blame)
 
-    def _scalar_blame(self, node: Node, prop: str, f: ScalarAtom, box: Interval, mono: Monotonicity,
-                      g: Curvature, domain_ok: bool):
+    def _scalar_blame(self, node: Node, prop: str, f: ScalarAtom, on: _OnBox, g: Curvature, domain_ok: bool):
         arg = self.net.nodes[node.args[0]]
-        has = f.convex_on_box(box) if prop == "convex" else f.concave_on_box(box)
-        if not has:
-            where = f.convex_on if prop == "convex" else f.concave_on
+        box, mono = on.box, on.mono
+        if not (on.convex if prop == "convex" else on.concave):
             return Failure(node.id, "curvature of the outer function",
                            ("{} is not {} on {}, the range of its argument `{}`{}", _called(f), prop, box, arg.label,
-                            _Text(_only_on, _called(f), prop, where, f.notes)), _hint(_restrict_hint(_called(f), where)))
+                            self._only_on(node, f, prop)), self._restrict_hint(node, f, prop))
         if not domain_ok:
             return Failure(node.id, "domain", (("`{}` may leave the domain {} of {}, and the set where it stays inside "
                                                "need not be convex ({} is {})"), arg.label, f.domain, _called(f),
@@ -462,15 +491,36 @@ class Analyzer:
                             arg.label, g),
                            ("make the argument affine in the variables, or analyse in fewer variables",))
         need = "nondecreasing" if holds(g, prop) else "nonincreasing"
-        pieces = f.increasing_on if need == "nondecreasing" else f.decreasing_on
         return Failure(node.id, "monotonicity of the outer function",
                        ("{} is {} on {}, the range of its argument `{}` ({}); the composition needs it {} there: {}{}",
                         _called(f), mono, box, arg.label, g, need, _Text(self._derivative_words, f, box, need),
-                        _Text(_only_on, _called(f), need, pieces, f.notes)), _hint(_restrict_hint(_called(f), pieces)), need)
+                        self._only_on(node, f, need)), self._restrict_hint(node, f, need), need)
+
+    def _on_box(self, node: Node) -> _OnBox:
+        """The atom's facts on its argument's range, read once per atom and range: the layers of a deep network
+        apply the same atoms to the same few ranges."""
+        key = ("on box", _exact(node.attrs), self._range_bits[node.args[0]])
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = _OnBox.of(self.atom(node), self.ranges[node.args[0]])
+        return found
+
+    def _only_on(self, node: Node, f: ScalarAtom, prop: str) -> _Text:
+        """Where the atom has `prop` (or is monotone as `prop` says), in words formed when read; one per atom."""
+        key = ("only on", _exact(node.attrs), prop)
+        if key not in self._memo:
+            self._memo[key] = _Text(_only_on, _called(f), prop, _pieces(f, prop), f.notes)
+        return self._memo[key]
+
+    def _restrict_hint(self, node: Node, f: ScalarAtom, prop: str) -> tuple | None:
+        key = ("hint", _exact(node.attrs), prop)
+        if key not in self._memo:
+            self._memo[key] = _hint(_restrict_hint(_called(f), _pieces(f, prop)))
+        return self._memo[key]
 
     def box(self, node: Node) -> Interval | None:
         """The argument's range met with the atom's domain: where the atom's facts are read."""
-        return self.ranges[node.args[0]].meet(self.atom(node).domain)
+        return self._on_box(node).box
 
     def _domain_ok(self, node: Node, f: ScalarAtom, g: Curvature) -> bool:
         """Where the argument may leave the domain, the set where it stays inside must be convex:
@@ -534,19 +584,22 @@ class Analyzer:
 
         The analysis reads every claim on the set where these hold (SPEC: "where the expression is defined").
         """
+        if self._conditions is None:   # the nodes that carry a condition, once: most networks have none
+            self._conditions = {node.id: text for node in self.net.nodes if (text := self._condition(node))}
+        if not self._conditions:
+            return []
         out = []
         for i in self.net.ancestors(self._id(root)):
-            node = self.net.nodes[i]
-            text = self._condition(node)
+            text = self._conditions.get(i)
             if text and text not in out:
                 out.append(text)
         return out
 
     def _condition(self, node: Node) -> str | None:
         if node.op == "scalar":
-            f, r = self.atom(node), self.ranges[node.args[0]]
-            if f.defined_on(r):
+            if self._on_box(node).defined:
                 return None
+            f = self.atom(node)
             arg = self.net.nodes[node.args[0]].label
             return f"{_called(f)} needs `{arg}` in {_domain_words(f)}"
         if node.op == "div":
@@ -593,9 +646,7 @@ class Analyzer:
 def _sum_blame(node: Node, kids, curv: Curvature, signs: tuple) -> dict:
     """For a signed sum, each failing property is blamed on the first term lacking it (mirrored when negated)."""
     blame = {}
-    for p in ("convex", "concave"):
-        if holds(curv, p):
-            continue
+    for p in LACKS[curv]:
         for a, k, s in zip(node.args, kids, signs):
             need = p if s > 0 else _mirror(p)
             if not holds(k.curvature, need):
@@ -607,7 +658,7 @@ def _sum_blame(node: Node, kids, curv: Curvature, signs: tuple) -> dict:
 def _with_blame(found: Step, rules_step: Step, node: Node) -> Step:
     """A step from a method beyond the rules; what it leaves unproved is blamed where the rules stopped."""
     blame = {p: rules_step.blame.get(p) or Failure(node.id, found.rule, ("`{}` is not {}", node.label, p))
-             for p in ("convex", "concave") if not holds(found.curvature, p)}
+             for p in LACKS[found.curvature]}
     return Step(found.curvature, found.template, found.args, rules_step.mono, rules_step.deps, blame, found.detail)
 
 
@@ -624,6 +675,19 @@ class _Text:
 
     def __str__(self) -> str:
         return str(self.fn(*self.args))
+
+
+_bits = struct.Struct("2d").pack   # an interval's two bounds as bytes: equal exactly when the floats are identical
+_float_bits = struct.Struct("d").pack
+
+
+def _exact(attrs: tuple) -> tuple:
+    """A node's attributes as a memo key: a float by its bits, as == takes -0.0 for 0.0 (and 2 for 2.0), whose
+    words differ (`u^-0`)."""
+    for a in attrs:
+        if a.__class__ is float:
+            return tuple(_float_bits(a) if a.__class__ is float else a for a in attrs)
+    return attrs
 
 
 def _matmul_range(an: Analyzer, node: Node, r: list[Interval]) -> Interval:
@@ -692,6 +756,33 @@ def _arg_ok_direction(mono: Monotonicity, prop: str) -> str | None:
     if mono is M.DECREASING:
         return _mirror(prop)
     return None
+
+
+@dataclass(frozen=True)
+class _OnBox:
+    """An atom's facts on one argument range r: the box where they are read (r met with the domain; None
+    where the two do not meet), whether r lies in the domain, and what the atom's table says on the box."""
+
+    box: Interval | None
+    defined: bool
+    mono: Monotonicity = M.CONSTANT
+    convex: bool = False
+    concave: bool = False
+    shape: _ShapeWords | None = None   # the curvature on the box, in words
+
+    @staticmethod
+    def of(f: ScalarAtom, r: Interval) -> _OnBox:
+        box = r.meet(f.domain)
+        if box is None:
+            return _OnBox(None, f.defined_on(r))
+        return _OnBox(box, f.defined_on(r), f.monotonicity_on_box(box), f.convex_on_box(box), f.concave_on_box(box),
+                      _ShapeWords(f, box))
+
+
+def _pieces(f: ScalarAtom, prop: str):
+    """Where the atom is `prop`: convex, concave, nondecreasing or nonincreasing."""
+    return {"convex": f.convex_on, "concave": f.concave_on, "nondecreasing": f.increasing_on,
+            "nonincreasing": f.decreasing_on}[prop]
 
 
 @dataclass(frozen=True)
