@@ -88,11 +88,20 @@ class PlainLines:
     def __init__(self, stream, make_rich):
         self.stream, self._make_rich, self._rich = stream, make_rich, None
 
+    @property
+    def rich(self):
+        if self._rich is None:
+            self._rich = self._make_rich()
+        return self._rich
+
+    @property
+    def width(self) -> int:
+        return self.rich.width
+
     def print(self, *objects, sep: str = " ", end: str = "\n", markup: bool = True, highlight=None,
               style=None) -> None:
         if not all(isinstance(o, str) for o in objects):
-            self._rich = self._rich or self._make_rich()
-            self._rich.print(*objects, sep=sep, end=end, markup=markup, highlight=highlight, style=style)
+            self.rich.print(*objects, sep=sep, end=end, markup=markup, highlight=highlight, style=style)
             return
         text = sep.join(_drop_markup(o) if markup else o for o in objects).translate(_CONTROL_CODES)
         self.stream.write("\n".join(line.expandtabs(8).rstrip(" ") for line in text.split("\n")) + end)
