@@ -410,7 +410,12 @@ def _lark(Lark, kind: str, options: dict):
 # are slots. Later lines of the same shape fill the slots with their own tokens and run the same
 # transformer callbacks, skipping lark's lexer and LALR loop. Any line lark would not accept alone, or a
 # character the scanner does not know, sends the whole file down the ordinary path (which reports errors).
+#
+# A shape met often also gets a regular expression that matches exactly its lines, and each shape
+# remembers the shape of the line that followed it: the next line is first tried against that guess, so a
+# repetitive file is read one match per line instead of a scan in Python (a miss costs one failed match).
 _FAST_MAX_LEXEMES = 200          # longer lines (deep nesting) go the ordinary way: templates are recursive
+PATTERN_AFTER = 16               # lines of one shape before it gets its pattern (compiling one costs ~0.5 ms)
 _templates: dict[tuple, tuple | None] = {}
 
 
@@ -452,6 +457,33 @@ def _grammar_words() -> frozenset:
     for group in re.findall(r"/\(?([A-Za-z_|]+)\)?\(\?!", grammar):
         words.update(group.split("|"))
     return frozenset(words)
+
+
+# The pieces of a shape's pattern: each matches what `_TOKEN` scans as that key element, and possessively,
+# so a match splits a line into the lexemes the scanner finds (a name eats its digits, `**` is not `*`).
+_GAP = r"[ \t\f\v]*"
+_WORD_END = r"(?![A-Za-z0-9_])"
+_DIGITS = r"\d++(?!\.|[eE][+-]?\d)"                            # a number that is plain digits
+_NUMBER = r"(?>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
+
+
+@cache
+def _piece(element: str) -> str:
+    if element == "name":
+        keywords = "|".join(sorted(_grammar_words()))
+        return rf"(?!(?:{keywords}){_WORD_END})[A-Za-z_][A-Za-z0-9_]*+"
+    if element == "digits":
+        return _DIGITS
+    if element == "number":
+        return rf"(?!{_DIGITS}){_NUMBER}"
+    if element in _grammar_words():
+        return re.escape(element) + _WORD_END
+    return r"\*(?!\*)" if element == "*" else re.escape(element)
+
+
+def _line_pattern(key: tuple) -> re.Pattern:
+    """The lines whose lexemes have this shape key, with lexeme i as group i + 1 (text and column)."""
+    return re.compile(_GAP + _GAP.join(f"({_piece(e)})" for e in key) + _GAP + r"(?:#.*)?")
 
 
 @lru_cache(maxsize=1)
@@ -512,18 +544,62 @@ def _same_class(lexeme, token_type: str) -> bool:
 
 
 def _filler(template, callbacks: dict):
-    """A function of (lexemes, line number) that runs the transformer callbacks over the template with this
-    line's tokens in its slots; made once per template, so a line of a known shape costs only the calls."""
+    """A function of (text, start, line number) that runs the transformer callbacks over the template with
+    this line's tokens in its slots, where `text(i + 1)` and `start(i + 1)` give the text and the 0-based
+    column of lexeme i (a match's `group` and `start`); made once per shape, so a line costs only the calls."""
     head, rest = template
     if head.__class__ is int:
-        kind = rest
-        return lambda lexemes, line_no: _token(kind, lexemes[head][1], line_no, lexemes[head][2])
+        kind, group = rest, head + 1
+        return lambda text, start, line_no: _token(kind, text(group), line_no, start(group) + 1)
     callback = callbacks[head]
     kids = [_filler(k, callbacks) for k in rest]
     if len(kids) == 1:
         (only,) = kids
-        return lambda lexemes, line_no: callback([only(lexemes, line_no)])
-    return lambda lexemes, line_no: callback([kid(lexemes, line_no) for kid in kids])
+        return lambda text, start, line_no: callback([only(text, start, line_no)])
+    return lambda text, start, line_no: callback([kid(text, start, line_no) for kid in kids])
+
+
+def _generated_filler(template, callbacks: dict):
+    """`_filler` of the template as one generated function: a statement per token and per callback, with no
+    closure call or list comprehension per node. Compiling it costs as much as ~30 lines read the other way,
+    so only shapes met often get one."""
+    names: dict = {"Token": _Token}      # what the source refers to: only numbers and these names enter it
+    body: list[str] = []
+
+    def emit(node) -> str:               # postorder, every value in a variable: no nesting to limit
+        head, rest = node
+        var, ref = f"v{len(body)}", f"n{len(names)}"
+        if head.__class__ is int:
+            names[ref], group = rest, int(head) + 1
+            body.append(f"{var} = Token(text({group})); {var}.type = {ref}; {var}.line = line_no; "
+                        f"{var}.column = start({group}) + 1")
+            return var
+        names[ref] = callbacks[head]
+        args = ", ".join([emit(k) for k in rest])
+        var = f"v{len(body)}"
+        body.append(f"{var} = {ref}([{args}])")
+        return var
+
+    result = emit(template)
+    source = "def fill(text, start, line_no):\n" + "".join(f"    {line}\n" for line in body) + f"    return {result}\n"
+    exec(compile(source, "<dcpnet line filler>", "exec"), names)  # noqa: S102 (made above from numbers and names)
+    return names["fill"]
+
+
+@dataclass(eq=False)
+class _Shape:
+    """A line shape met in this process: its filler, how often it was met, its pattern once met often, and
+    the shape of the line that followed it last (the guess for the next line)."""
+
+    key: tuple
+    template: tuple
+    fill: object
+    seen: int = 0
+    pattern: re.Pattern | None = None
+    then: _Shape | None = None
+
+
+_shapes: dict[tuple, _Shape] = {}
 
 
 def _parse_by_templates(text: str) -> Program | None:
@@ -539,25 +615,51 @@ def _parse_by_templates(text: str) -> Program | None:
 
 def _fill_lines(text: str, callbacks: dict) -> Program | None:
     statements = []
-    fillers: dict = {}
+    last = None                                   # the shape of the last statement
     for line_no, line in enumerate(text.split("\n"), 1):
+        guess = last.then if last is not None else None
+        match = guess.pattern.fullmatch(line) if guess is not None and guess.pattern is not None else None
+        if match is not None:
+            statements.append(guess.fill(match.group, match.start, line_no))
+            last = guess
+            continue
         lexemes = _lexemes(line)
         if lexemes is None or len(lexemes) > _FAST_MAX_LEXEMES:
             return None
         if not lexemes:
             continue
-        key = _shape_key(lexemes)
+        shape = _shape_of(line, lexemes, callbacks)
+        if shape is None:
+            return None
+        statements.append(shape.fill(*_reading(lexemes), line_no))
+        if last is not None:
+            last.then = shape
+        last = shape
+    return callbacks["program"](statements)
+
+
+def _reading(lexemes) -> tuple:
+    """A filler's view of scanned lexemes, as a match gives it: the text and 0-based start of group i + 1."""
+    return (lambda group: lexemes[group - 1][1]), (lambda group: lexemes[group - 1][2] - 1)
+
+
+def _shape_of(line: str, lexemes, callbacks: dict) -> _Shape | None:
+    """The shape of a scanned line, its template made by lark when it is new; None if it has none."""
+    key = _shape_key(lexemes)
+    shape = _shapes.get(key)
+    if shape is None:
         if key not in _templates:
             made = _template(line, lexemes)
             _templates[key] = made if made is not None and _known_rules(made, callbacks) else None
         template = _templates[key]
         if template is None:
             return None
-        fill = fillers.get(key)
-        if fill is None:
-            fill = fillers[key] = _filler(template, callbacks)
-        statements.append(fill(lexemes, line_no))
-    return callbacks["program"](statements)
+        shape = _shapes[key] = _Shape(key, template, _filler(template, callbacks))
+    shape.seen += 1
+    if shape.seen == PATTERN_AFTER:
+        shape.pattern = _line_pattern(key)
+        shape.fill = _generated_filler(shape.template, callbacks)
+    return shape
 
 
 # -- templates kept between processes ---------------------------------------------------------------------
