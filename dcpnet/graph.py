@@ -204,6 +204,7 @@ class _Builder:
         self.net = Network(program.source)
         self.errors: list[Diagnostic] = []
         self.index: dict[tuple, int] = {}
+        self.ranges: dict[tuple, Interval] = {}  # the declared range of each constraint written
         self.poisoned: set[str] = set()          # names whose definition failed (already reported)
         self.poisoned_atoms: set[str] = set()
         self.defined_at: dict[str, int] = {}
@@ -254,11 +255,21 @@ class _Builder:
             return
         node = self.intern("var", (), d.shape, (d.name,), d.name, d.pos.line, d.pos.col)
         node.names.append(d.name)
-        self.net.variables[d.name] = Variable(d.name, d.kind, d.shape, declared_range(d), node.id,
+        self.net.variables[d.name] = Variable(d.name, d.kind, d.shape, self.declared_range(d), node.id,
                                               d.pos.line, d.pos.col, (d.lo_exact, d.hi_exact))
         self.net.names[d.name] = node.id
 
+    def declared_range(self, d: st.Decl) -> Interval:
+        """`declared_range(d)`, made once per distinct constraint (a deep network repeats a few)."""
+        written = (d.lo, d.hi, d.lo_exact, d.hi_exact)
+        bounds = self.ranges.get(written)
+        if bounds is None:
+            bounds = self.ranges[written] = declared_range(d)
+        return bounds
+
     def shape_ok(self, d: st.Decl) -> bool:
+        if min(d.shape, default=1) > 0 and math.prod(d.shape) <= MAX_ENTRIES:   # the usual case, at once
+            return True
         where = list(d.size_pos) + [d.shape_pos or d.pos] * len(d.shape)
         for n, p in zip(d.shape, where):
             if n <= 0:
@@ -272,6 +283,8 @@ class _Builder:
         return True
 
     def constraint_ok(self, d: st.Decl) -> bool:
+        if not d.constraint:                     # no bounds written: the whole line
+            return True
         lo_pos = d.constraint_pos or d.pos
         hi_pos = d.hi_pos or lo_pos
         written = {">=": [(d.lo, lo_pos)], "<=": [(d.hi, lo_pos)], "in": [(d.lo, lo_pos), (d.hi, hi_pos)]}
@@ -428,44 +441,35 @@ class _Builder:
 
     # -- expressions (iterative post-order: deep nesting costs no stack) -----------------------------
     def expression(self, root: st.Expr) -> Node:
-        done: list[Node] = []                        # the values of finished subexpressions, a stack
-        todo: list[tuple[st.Expr, int]] = [(root, -1)]  # (expression, its number of children once expanded)
+        done: list[Node] = []                    # the values of finished subexpressions, a stack
+        todo: list = [root]                      # expressions to expand, and (expression, arity) to make
         while todo:
-            e, n = todo.pop()
-            if n < 0:
-                kids = _children(e)
-                if kids:
-                    todo.append((e, len(kids)))
-                    todo.extend((k, -1) for k in reversed(kids))
-                    continue
-                n = 0
-            args = done[len(done) - n:]
-            del done[len(done) - n:]
-            done.append(self.make(e, args))
+            e = todo.pop()
+            if e.__class__ is tuple:             # its operands are the last `arity` values done
+                e, arity = e
+                args = done[-arity:]
+                del done[-arity:]
+                done.append(_MAKE[e.__class__](self, e, args))
+                continue
+            kids = _children(e)
+            if kids:
+                todo.append((e, len(kids)))
+                todo.extend(reversed(kids))
+            else:
+                done.append(_MAKE[e.__class__](self, e, ()))
         return done[0]
 
-    def make(self, e: st.Expr, args: list[Node]) -> Node:
-        if isinstance(e, st.Num):
-            if not math.isfinite(e.value):
-                self.fail(f"the number {_number_words(e.value)}", e.line, e.col)
-                raise _Poisoned
-            exact = e.exact if e.exact is not None else Fraction(e.value)
-            return self.intern("const", (), (), (e.value, exact), f"{e.value:g}", e.line, e.col)
-        if isinstance(e, st.Name):
-            return self.lookup(e)
-        if isinstance(e, st.Neg):
-            return self.intern("neg", args, args[0].shape, (), f"-{_wrap(args[0], 3)}", e.line, e.col, 3)
-        if isinstance(e, st.Pow):
-            return self.make_power(e, args[0])
-        if isinstance(e, st.Index):
-            return self.make_index(e, args[0])
-        if isinstance(e, st.Slice):
-            return self.make_slice(e, args[0])
-        if isinstance(e, st.BinOp):
-            return self.make_binary(e, args[0], args[1])
-        return self.make_call(e, args)
+    def make_number(self, e: st.Num, args) -> Node:
+        if not math.isfinite(e.value):
+            self.fail(f"the number {_number_words(e.value)}", e.line, e.col)
+            raise _Poisoned
+        exact = e.exact if e.exact is not None else Fraction(e.value)
+        return self.intern("const", (), (), (e.value, exact), f"{e.value:g}", e.line, e.col)
 
-    def lookup(self, e: st.Name) -> Node:
+    def make_neg(self, e: st.Neg, args) -> Node:
+        return self.intern("neg", args, args[0].shape, (), f"-{_wrap(args[0], 3)}", e.line, e.col, 3)
+
+    def lookup(self, e: st.Name, args=()) -> Node:
         if e.id in self.net.names:
             return self.net.nodes[self.net.names[e.id]]
         if e.id in self.poisoned:
@@ -473,8 +477,8 @@ class _Builder:
         self.fail(self.unknown_message(e.id), e.line, e.col)
         raise _Poisoned
 
-    def make_power(self, e: st.Pow, base: Node) -> Node:
-        p = e.exponent
+    def make_power(self, e: st.Pow, args) -> Node:
+        base, p = args[0], e.exponent
         if not math.isfinite(p):
             self.fail(f"the exponent {_number_words(p)}", e.line, e.col)
             raise _Poisoned
@@ -484,7 +488,8 @@ class _Builder:
         return self.intern("scalar", (base,), base.shape, ("power", p), f"{_wrap(base, 5)}^{p:g}",
                            e.line, e.col, 4)
 
-    def make_index(self, e: st.Index, base: Node) -> Node:
+    def make_index(self, e: st.Index, args) -> Node:
+        base = args[0]
         if len(base.shape) != 1:
             what = "a scalar" if not base.shape else f"a matrix {list(base.shape)}"
             self.fail(f"indexing needs a vector, but `{base.label}` is {what}", e.line, e.col)
@@ -495,7 +500,8 @@ class _Builder:
             raise _Poisoned
         return self.intern("index", (base,), (), (e.index,), f"{_wrap(base, 5)}[{e.index}]", e.line, e.col)
 
-    def make_binary(self, e: st.BinOp, a: Node, b: Node) -> Node:
+    def make_binary(self, e: st.BinOp, args) -> Node:
+        a, b = args
         op = BINARY_OPS[e.op]
         shape = matmul_shape(a.shape, b.shape) if op == "matmul" else broadcast_shape(a.shape, b.shape)
         if shape is None:
@@ -542,8 +548,9 @@ class _Builder:
             self.fail(f"unknown function `{f}`{did_you_mean(f, known)}", e.line, e.col)
         raise _Poisoned
 
-    def make_slice(self, e: st.Slice, base: Node) -> Node:
+    def make_slice(self, e: st.Slice, args) -> Node:
         """`v[i:j]`: entries i, ..., j - 1 of a vector (Python's half-open range, counting from 0)."""
+        base = args[0]
         if len(base.shape) != 1:
             what = "a scalar" if not base.shape else f"a matrix {list(base.shape)}"
             self.fail(f"slicing needs a vector, but `{base.label}` is {what}", e.line, e.col)
@@ -602,15 +609,16 @@ class _Builder:
 
     # -- hash-consing --------------------------------------------------------------------------------
     def intern(self, op, args, shape, attrs, text, line, col, precedence=9) -> Node:
-        ids = tuple(a.id for a in args)
+        ids = tuple([a.id for a in args])
         key = (op, ids, attrs) if op != "var" else (op, attrs)
+        nodes = self.net.nodes
         found = self.index.get(key)
         if found is not None:
-            return self.net.nodes[found]
+            return nodes[found]
         if len(text) > TEXT_LIMIT:
             text = text[:TEXT_LIMIT - 1] + "…"
-        node = Node(len(self.net.nodes), op, ids, tuple(shape), attrs, text, line, col, precedence=precedence)
-        self.net.nodes.append(node)
+        node = Node(len(nodes), op, ids, tuple(shape), attrs, text, line, col, [], precedence)
+        nodes.append(node)
         self.index[key] = node.id
         return node
 
@@ -641,16 +649,18 @@ def _wrap(n: Node, outer: int) -> str:
     return f"({text})" if not n.names and n.precedence < outer else text
 
 
-def _children(e: st.Expr) -> list[st.Expr]:
-    if isinstance(e, st.BinOp):
-        return [e.left, e.right]
-    if isinstance(e, (st.Neg,)):
-        return [e.operand]
-    if isinstance(e, (st.Pow, st.Index, st.Slice)):
-        return [e.base]
-    if isinstance(e, st.Call):
-        return list(e.args)
-    return []
+# How the builder makes a node of each kind of expression, from the nodes of its operands (in order).
+_MAKE = {st.Num: _Builder.make_number, st.Name: _Builder.lookup, st.Neg: _Builder.make_neg,
+         st.Pow: _Builder.make_power, st.Index: _Builder.make_index, st.Slice: _Builder.make_slice,
+         st.BinOp: _Builder.make_binary, st.Call: _Builder.make_call}
+
+_OPERANDS = {st.Num: lambda e: (), st.Name: lambda e: (), st.BinOp: lambda e: (e.left, e.right),
+             st.Neg: lambda e: (e.operand,), st.Pow: lambda e: (e.base,), st.Index: lambda e: (e.base,),
+             st.Slice: lambda e: (e.base,), st.Call: lambda e: e.args}
+
+
+def _children(e: st.Expr) -> tuple[st.Expr, ...]:
+    return _OPERANDS[e.__class__](e)
 
 
 def _constant_roots(body: st.Expr) -> list:
