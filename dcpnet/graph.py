@@ -208,8 +208,16 @@ class _Builder:
         self.poisoned: set[str] = set()          # names whose definition failed (already reported)
         self.poisoned_atoms: set[str] = set()
         self.defined_at: dict[str, int] = {}
-        self.all_defined = {s.name for s in program.statements if isinstance(s, (st.Assign, st.Decl, st.AtomDef))}
-        self.declared = {s.name for s in program.statements if isinstance(s, st.Decl)}
+        self.written: tuple[set[str], set[str]] | None = None   # see `names_written`, made on first need
+
+    def names_written(self) -> tuple[set[str], set[str]]:
+        """Every name the program defines and every name it declares, before or after this point (only
+        error messages need them)."""
+        if self.written is None:
+            statements = self.program.statements
+            self.written = ({s.name for s in statements if isinstance(s, (st.Assign, st.Decl, st.AtomDef))},
+                            {s.name for s in statements if isinstance(s, st.Decl)})
+        return self.written
 
     # -- driver ------------------------------------------------------------------------------------
     def run(self) -> Network:
@@ -410,12 +418,12 @@ class _Builder:
             if name in ("inputs", "params") or name in self.net.variables:
                 continue
             ok = False
-            if name in self.poisoned and name in self.declared:  # its declaration was reported already
+            if name in self.poisoned and name in self.names_written()[1]:  # its declaration was reported already
                 continue
             if name in self.net.names or name in self.poisoned:
                 self.fail(f"`{name}` is not an input or param: checks are taken in variables "
                           f"(or `inputs`, `params`)", pos.line, pos.col)
-            elif name in self.all_defined:
+            elif name in self.names_written()[0]:
                 self.fail(f"unknown variable `{name}` (it is declared later: names must be defined before use)",
                           pos.line, pos.col)
             else:
@@ -435,28 +443,32 @@ class _Builder:
         if name in self.net.atom_defs or name in SCALAR_ATOMS or name in REDUCTIONS or name in PARAMETRIC_ATOMS \
                 or name in self.poisoned_atoms:
             return f"`{name}` is a function; call it as `{name}(…)`"
-        if name in self.all_defined:
+        if name in self.names_written()[0]:
             return f"unknown name `{name}` (it is defined later: names must be defined before use)"
         return f"unknown name `{name}`{did_you_mean(name, self.net.names)}"
 
     # -- expressions (iterative post-order: deep nesting costs no stack) -----------------------------
     def expression(self, root: st.Expr) -> Node:
+        names, nodes = self.net.names, self.net.nodes
         done: list[Node] = []                    # the values of finished subexpressions, a stack
         todo: list = [root]                      # expressions to expand, and (expression, arity) to make
         while todo:
             e = todo.pop()
-            if e.__class__ is tuple:             # its operands are the last `arity` values done
+            kind = e.__class__
+            if kind is tuple:                    # its operands are the last `arity` values done
                 e, arity = e
                 args = done[-arity:]
                 del done[-arity:]
                 done.append(_MAKE[e.__class__](self, e, args))
-                continue
-            kids = _children(e)
-            if kids:
-                todo.append((e, len(kids)))
-                todo.extend(reversed(kids))
+            elif kind is st.Name and e.id in names:   # the commonest operand, looked up here
+                done.append(nodes[names[e.id]])
             else:
-                done.append(_MAKE[e.__class__](self, e, ()))
+                kids = _OPERANDS[kind](e)
+                if kids:
+                    todo.append((e, len(kids)))
+                    todo.extend(reversed(kids))
+                else:
+                    done.append(_MAKE[kind](self, e, ()))
         return done[0]
 
     def make_number(self, e: st.Num, args) -> Node:
