@@ -240,14 +240,19 @@ def exact_decimal(tok) -> Fraction | None:
     return Fraction(0) if value == 0 else Fraction(str(tok))   # a zero skips 10**exponent (0e999999999)
 
 
-def _signed(children) -> float:
-    sign = -1.0 if len(children) == 2 and children[0] == "-" else 1.0
-    return sign * _float(children[-1])
+@lru_cache(maxsize=4096)
+def _literal(tok) -> tuple[float, Fraction | None]:
+    """`_float` and `exact_decimal` of a number as written, worked out once per distinct text (a network
+    repeats a few, like 0 and 1; both values are immutable, so the repeats share them)."""
+    return _float(tok), exact_decimal(tok)
 
 
-def _signed_exact(children) -> Fraction | None:
-    exact = exact_decimal(children[-1])
-    return -exact if exact is not None and len(children) == 2 and children[0] == "-" else exact
+def _signed(children) -> tuple[float, Fraction | None]:
+    """A signed number's value and exact value."""
+    value, exact = _literal(children[-1])
+    if len(children) == 2 and children[0] == "-":
+        return -1.0 * value, (None if exact is None else -exact)
+    return 1.0 * value, exact
 
 
 def _power(base: float, exponent: float) -> float:
@@ -307,11 +312,12 @@ def _make_transformer(plain: bool = False):
 
         def shape(self, items):
             sizes = items[1:]
-            return {"shape": tuple(_int(t) for t in sizes), "shape_pos": _pos(items[0]),
-                    "size_pos": tuple(_pos(t) for t in sizes)}
+            return {"shape": tuple([_int(t) for t in sizes]), "shape_pos": _pos(items[0]),
+                    "size_pos": tuple([_pos(t) for t in sizes])}
 
         def signed_number(self, items):
-            return (_signed(items), _pos(items[0]), _signed_exact(items))
+            value, exact = _signed(items)
+            return (value, _pos(items[0]), exact)
 
         def at_least(self, items):
             return {"lo": items[0][0], "constraint_pos": items[0][1], "constraint": ">=", "lo_exact": items[0][2]}
@@ -362,7 +368,7 @@ def _make_transformer(plain: bool = False):
             sign = -1 if items[0] == "-" else 1
             rest = items[1:] if getattr(items[0], "type", None) == "SIGN" else items
             base = rest[0]
-            value, exact = (_float(base), exact_decimal(base)) if not isinstance(base, tuple) else base
+            value, exact = _literal(base) if not isinstance(base, tuple) else base
             if len(rest) == 3:  # base ^ exponent, right-associative
                 value, exact = _power(value, rest[2][0]), _exact_power(exact, rest[2][1])
             return sign * value, (None if exact is None else sign * exact)
@@ -381,7 +387,8 @@ def _make_transformer(plain: bool = False):
 
         def number(self, items):
             tok = items[0]
-            return Num(tok.line, tok.column, _float(tok), exact_decimal(tok))
+            value, exact = _literal(tok)
+            return Num(tok.line, tok.column, value, exact)
 
         def name(self, items):
             tok = items[0]
