@@ -600,37 +600,40 @@ def _generated_filler(template, callbacks: dict):
     return names["fill"]
 
 
-@dataclass(eq=False)
 class _Shape:
     """A line shape met in this process: its filler, how often it was met, its pattern once met often, and
-    the shape of the line that followed it last (the guess for the next line)."""
+    the shape of the line that followed it last (the guess for the next line). A plain class: a dataclass
+    costs half a millisecond of every process's import."""
 
-    key: tuple
-    template: tuple
-    fill: object
-    seen: int = 0
-    pattern: re.Pattern | None = None
-    then: _Shape | None = None
+    __slots__ = ("fill", "key", "pattern", "seen", "template", "then")
+
+    def __init__(self, key: tuple, template: tuple, fill):
+        self.key, self.template, self.fill = key, template, fill
+        self.seen = 0
+        self.pattern: re.Pattern | None = None
+        self.then: _Shape | None = None
 
 
 _shapes: dict[tuple, _Shape] = {}
 
 
-def _parse_by_templates(text: str) -> Program | None:
+def _parse_by_templates(text: str, lines: list[str] | None = None) -> Program | None:
+    """The program read line by line from templates; None where a line needs the ordinary parser. `lines`:
+    the text's lines, where the caller has them already."""
     callbacks = _callbacks()
     _load_templates()
     known = len(_templates)
     try:
-        return _fill_lines(text, callbacks)
+        return _fill_lines(text.split("\n") if lines is None else lines, callbacks)
     finally:
         if len(_templates) > known:
             _save_templates()
 
 
-def _fill_lines(text: str, callbacks: dict) -> Program | None:
+def _fill_lines(lines: list[str], callbacks: dict) -> Program | None:
     statements = []
     last = None                                   # the shape of the last statement
-    for line_no, line in enumerate(text.split("\n"), 1):
+    for line_no, line in enumerate(lines, 1):
         guess = last.then if last is not None else None
         match = guess.pattern.fullmatch(line) if guess is not None and guess.pattern is not None else None
         if match is not None:
@@ -789,7 +792,7 @@ def parse(text: str, file: str = "<input>", fast: bool = True) -> Program:
     source = SourceText(text, file)
     if fast:
         with gc_paused():
-            program = _parse_by_templates(text)
+            program = _parse_by_templates(text, source.lines)
         if program is not None:
             program.source = source
             return program
