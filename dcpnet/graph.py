@@ -223,17 +223,11 @@ class _Builder:
     def run(self) -> Network:
         last_assigned = None
         for stmt in self.program.statements:
-            if isinstance(stmt, st.Decl):
-                self.declare(stmt)
-            elif isinstance(stmt, st.Assign):
-                self.assign(stmt)
+            rule = _STATEMENT.get(stmt.__class__)
+            if rule is not None:
+                rule(self, stmt)
+            if stmt.__class__ is st.Assign:
                 last_assigned = stmt.name
-            elif isinstance(stmt, st.AtomDef):
-                self.define_atom(stmt)
-            elif isinstance(stmt, st.Output):
-                self.output(stmt)
-            elif isinstance(stmt, st.Check):
-                self.check(stmt)
         if not self.net.outputs and last_assigned and last_assigned not in self.poisoned:
             self.net.outputs = [last_assigned]
         if self.errors:
@@ -243,25 +237,25 @@ class _Builder:
     def fail(self, message: str, line: int, col: int) -> None:
         self.errors.append(self.net.source.diagnostic(message, line, col))
 
-    def fresh_name(self, name: str, line: int, col: int) -> bool:
+    def fresh_name(self, name: str, pos: st.Pos) -> bool:
         if name in self.defined_at:
             where = self.defined_at[name]
-            self.fail(f"`{name}` is already defined (line {where}); names are assigned once", line, col)
+            self.fail(f"`{name}` is already defined (line {where}); names are assigned once", pos.line, pos.col)
             return False
         if name in ("inputs", "params"):
-            self.fail(f"`{name}` is reserved: it names a group of variables in checks", line, col)
+            self.fail(f"`{name}` is reserved: it names a group of variables in checks", pos.line, pos.col)
             return False
         return True
 
     # -- statements --------------------------------------------------------------------------------
     def declare(self, d: st.Decl) -> None:
-        if not self.fresh_name(d.name, d.pos.line, d.pos.col):
+        if not self.fresh_name(d.name, d.pos):
             return
         self.defined_at[d.name] = d.pos.line
         if not (self.shape_ok(d) and self.constraint_ok(d)):
             self.poisoned.add(d.name)
             return
-        node = self.intern("var", (), d.shape, (d.name,), d.name, d.pos.line, d.pos.col)
+        node = self.new_node("var", (), d.shape, (d.name,), d.name, d.pos.line, d.pos.col)   # no other has its name
         node.names.append(d.name)
         self.net.variables[d.name] = Variable(d.name, d.kind, d.shape, self.declared_range(d), node.id,
                                               d.pos.line, d.pos.col, (d.lo_exact, d.hi_exact))
@@ -307,7 +301,7 @@ class _Builder:
         return True
 
     def assign(self, a: st.Assign) -> None:
-        if not self.fresh_name(a.name, a.pos.line, a.pos.col):
+        if not self.fresh_name(a.name, a.pos):
             return
         self.defined_at[a.name] = a.pos.line
         try:
@@ -322,7 +316,7 @@ class _Builder:
         if a.name in SCALAR_ATOMS or a.name in REDUCTIONS or a.name in PARAMETRIC_ATOMS or a.name == CONCAT:
             self.fail(f"`{a.name}` is a built-in function and cannot be redefined", a.pos.line, a.pos.col)
             return
-        if not self.fresh_name(a.name, a.pos.line, a.pos.col):
+        if not self.fresh_name(a.name, a.pos):
             return
         self.defined_at[a.name] = a.pos.line
         if self.atom_body_ok(a):
@@ -462,6 +456,8 @@ class _Builder:
                 done.append(_MAKE[e.__class__](self, e, args))
             elif kind is st.Name and e.id in names:   # the commonest operand, looked up here
                 done.append(nodes[names[e.id]])
+            elif kind is st.BinOp:               # the commonest operation, expanded here
+                todo += ((e, 2), e.right, e.left)
             else:
                 kids = _OPERANDS[kind](e)
                 if kids:
@@ -621,17 +617,21 @@ class _Builder:
 
     # -- hash-consing --------------------------------------------------------------------------------
     def intern(self, op, args, shape, attrs, text, line, col, precedence=9) -> Node:
-        ids = tuple([a.id for a in args])
-        key = (op, ids, attrs) if op != "var" else (op, attrs)
-        nodes = self.net.nodes
+        ids = tuple([a.id for a in args]) if len(args) != 2 else (args[0].id, args[1].id)  # the commonest, directly
+        key = (op, ids, attrs)
         found = self.index.get(key)
         if found is not None:
-            return nodes[found]
+            return self.net.nodes[found]
+        node = self.new_node(op, ids, shape, attrs, text, line, col, precedence)
+        self.index[key] = node.id
+        return node
+
+    def new_node(self, op, ids, shape, attrs, text, line, col, precedence=9) -> Node:
+        nodes = self.net.nodes
         if len(text) > TEXT_LIMIT:
             text = text[:TEXT_LIMIT - 1] + "…"
         node = Node(len(nodes), op, ids, tuple(shape), attrs, text, line, col, [], precedence)
         nodes.append(node)
-        self.index[key] = node.id
         return node
 
 
@@ -660,6 +660,10 @@ def _wrap(n: Node, outer: int) -> str:
     text = n.label
     return f"({text})" if not n.names and n.precedence < outer else text
 
+
+# How the builder takes each kind of statement.
+_STATEMENT = {st.Decl: _Builder.declare, st.Assign: _Builder.assign, st.AtomDef: _Builder.define_atom,
+              st.Output: _Builder.output, st.Check: _Builder.check}
 
 # How the builder makes a node of each kind of expression, from the nodes of its operands (in order).
 _MAKE = {st.Num: _Builder.make_number, st.Name: _Builder.lookup, st.Neg: _Builder.make_neg,
