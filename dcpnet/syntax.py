@@ -671,6 +671,8 @@ def _shape_of(line: str, lexemes, callbacks: dict) -> _Shape | None:
         template = _templates[key]
         if template is None:
             return None
+        if len(_shapes) >= TEMPLATES_KEPT:        # a process that met very many shapes starts afresh
+            _shapes.clear()
         shape = _shapes[key] = _Shape(key, template, _filler(template, callbacks))
     shape.seen += 1
     if shape.seen == PATTERN_AFTER:
