@@ -204,7 +204,8 @@ class _Builder:
         self.net = Network(program.source)
         self.errors: list[Diagnostic] = []
         self.index: dict[tuple, int] = {}
-        self.ranges: dict[tuple, Interval] = {}  # the declared range of each constraint written
+        self.ranges: dict[tuple, Interval] = {}  # the declared range of each good constraint written
+        self.fine_shapes: set[Shape] = set()      # the declared shapes found good
         self.poisoned: set[str] = set()          # names whose definition failed (already reported)
         self.poisoned_atoms: set[str] = set()
         self.defined_at: dict[str, int] = {}
@@ -252,25 +253,30 @@ class _Builder:
         if not self.fresh_name(d.name, d.pos):
             return
         self.defined_at[d.name] = d.pos.line
-        if not (self.shape_ok(d) and self.constraint_ok(d)):
+        bounds = self.checked_range(d) if self.shape_ok(d) else None
+        if bounds is None:
             self.poisoned.add(d.name)
             return
         node = self.new_node("var", (), d.shape, (d.name,), d.name, d.pos.line, d.pos.col)   # no other has its name
         node.names.append(d.name)
-        self.net.variables[d.name] = Variable(d.name, d.kind, d.shape, self.declared_range(d), node.id,
-                                              d.pos.line, d.pos.col, (d.lo_exact, d.hi_exact))
+        self.net.variables[d.name] = Variable(d.name, d.kind, d.shape, bounds, node.id, d.pos.line, d.pos.col,
+                                              (d.lo_exact, d.hi_exact))
         self.net.names[d.name] = node.id
 
-    def declared_range(self, d: st.Decl) -> Interval:
-        """`declared_range(d)`, made once per distinct constraint (a deep network repeats a few)."""
-        written = (d.lo, d.hi, d.lo_exact, d.hi_exact)
+    def checked_range(self, d: st.Decl) -> Interval | None:
+        """`declared_range(d)`, or None where the constraint is bad (reported). A deep network repeats a few
+        constraints, so each distinct one is checked and made once."""
+        written = (d.constraint, d.lo, d.hi, d.lo_exact, d.hi_exact)
         bounds = self.ranges.get(written)
-        if bounds is None:
+        if bounds is None and self.constraint_ok(d):
             bounds = self.ranges[written] = declared_range(d)
         return bounds
 
     def shape_ok(self, d: st.Decl) -> bool:
+        if d.shape in self.fine_shapes:          # checked before: a deep network repeats a few shapes
+            return True
         if min(d.shape, default=1) > 0 and math.prod(d.shape) <= MAX_ENTRIES:   # the usual case, at once
+            self.fine_shapes.add(d.shape)
             return True
         where = list(d.size_pos) + [d.shape_pos or d.pos] * len(d.shape)
         for n, p in zip(d.shape, where):
