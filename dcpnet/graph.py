@@ -209,16 +209,21 @@ class _Builder:
         self.poisoned: set[str] = set()          # names whose definition failed (already reported)
         self.poisoned_atoms: set[str] = set()
         self.defined_at: dict[str, int] = {}
-        self.written: tuple[set[str], set[str]] | None = None   # see `names_written`, made on first need
+        # every name the program defines, and declares, before or after this point: only error messages
+        # need them, so they are made on first need (see `defined_anywhere`, `declared_anywhere`)
+        self.defined_names: set[str] | None = None
+        self.declared_names: set[str] | None = None
 
-    def names_written(self) -> tuple[set[str], set[str]]:
-        """Every name the program defines and every name it declares, before or after this point (only
-        error messages need them)."""
-        if self.written is None:
-            statements = self.program.statements
-            self.written = ({s.name for s in statements if isinstance(s, (st.Assign, st.Decl, st.AtomDef))},
-                            {s.name for s in statements if isinstance(s, st.Decl)})
-        return self.written
+    def defined_anywhere(self, name: str) -> bool:
+        if self.defined_names is None:
+            kinds = (st.Assign, st.Decl, st.AtomDef)
+            self.defined_names = {s.name for s in self.program.statements if isinstance(s, kinds)}
+        return name in self.defined_names
+
+    def declared_anywhere(self, name: str) -> bool:
+        if self.declared_names is None:
+            self.declared_names = {s.name for s in self.program.statements if isinstance(s, st.Decl)}
+        return name in self.declared_names
 
     # -- driver ------------------------------------------------------------------------------------
     def run(self) -> Network:
@@ -418,12 +423,12 @@ class _Builder:
             if name in ("inputs", "params") or name in self.net.variables:
                 continue
             ok = False
-            if name in self.poisoned and name in self.names_written()[1]:  # its declaration was reported already
+            if name in self.poisoned and self.declared_anywhere(name):  # its declaration was reported already
                 continue
             if name in self.net.names or name in self.poisoned:
                 self.fail(f"`{name}` is not an input or param: checks are taken in variables "
                           f"(or `inputs`, `params`)", pos.line, pos.col)
-            elif name in self.names_written()[0]:
+            elif self.defined_anywhere(name):
                 self.fail(f"unknown variable `{name}` (it is declared later: names must be defined before use)",
                           pos.line, pos.col)
             else:
@@ -443,7 +448,7 @@ class _Builder:
         if name in self.net.atom_defs or name in SCALAR_ATOMS or name in REDUCTIONS or name in PARAMETRIC_ATOMS \
                 or name in self.poisoned_atoms:
             return f"`{name}` is a function; call it as `{name}(…)`"
-        if name in self.names_written()[0]:
+        if self.defined_anywhere(name):
             return f"unknown name `{name}` (it is defined later: names must be defined before use)"
         return f"unknown name `{name}`{did_you_mean(name, self.net.names)}"
 
