@@ -204,27 +204,36 @@ class _Builder:
         self.net = Network(program.source)
         self.errors: list[Diagnostic] = []
         self.index: dict[tuple, int] = {}
+        self.ranges: dict[tuple, Interval] = {}  # the declared range of each good constraint written
+        self.fine_shapes: set[Shape] = set()      # the declared shapes found good
         self.poisoned: set[str] = set()          # names whose definition failed (already reported)
         self.poisoned_atoms: set[str] = set()
         self.defined_at: dict[str, int] = {}
-        self.all_defined = {s.name for s in program.statements if isinstance(s, (st.Assign, st.Decl, st.AtomDef))}
-        self.declared = {s.name for s in program.statements if isinstance(s, st.Decl)}
+        # every name the program defines, and declares, before or after this point: only error messages
+        # need them, so they are made on first need (see `defined_anywhere`, `declared_anywhere`)
+        self.defined_names: set[str] | None = None
+        self.declared_names: set[str] | None = None
+
+    def defined_anywhere(self, name: str) -> bool:
+        if self.defined_names is None:
+            kinds = (st.Assign, st.Decl, st.AtomDef)
+            self.defined_names = {s.name for s in self.program.statements if isinstance(s, kinds)}
+        return name in self.defined_names
+
+    def declared_anywhere(self, name: str) -> bool:
+        if self.declared_names is None:
+            self.declared_names = {s.name for s in self.program.statements if isinstance(s, st.Decl)}
+        return name in self.declared_names
 
     # -- driver ------------------------------------------------------------------------------------
     def run(self) -> Network:
         last_assigned = None
         for stmt in self.program.statements:
-            if isinstance(stmt, st.Decl):
-                self.declare(stmt)
-            elif isinstance(stmt, st.Assign):
-                self.assign(stmt)
+            rule = _STATEMENT.get(stmt.__class__)
+            if rule is not None:
+                rule(self, stmt)
+            if stmt.__class__ is st.Assign:
                 last_assigned = stmt.name
-            elif isinstance(stmt, st.AtomDef):
-                self.define_atom(stmt)
-            elif isinstance(stmt, st.Output):
-                self.output(stmt)
-            elif isinstance(stmt, st.Check):
-                self.check(stmt)
         if not self.net.outputs and last_assigned and last_assigned not in self.poisoned:
             self.net.outputs = [last_assigned]
         if self.errors:
@@ -234,31 +243,46 @@ class _Builder:
     def fail(self, message: str, line: int, col: int) -> None:
         self.errors.append(self.net.source.diagnostic(message, line, col))
 
-    def fresh_name(self, name: str, line: int, col: int) -> bool:
+    def fresh_name(self, name: str, pos: st.Pos) -> bool:
         if name in self.defined_at:
             where = self.defined_at[name]
-            self.fail(f"`{name}` is already defined (line {where}); names are assigned once", line, col)
+            self.fail(f"`{name}` is already defined (line {where}); names are assigned once", pos.line, pos.col)
             return False
         if name in ("inputs", "params"):
-            self.fail(f"`{name}` is reserved: it names a group of variables in checks", line, col)
+            self.fail(f"`{name}` is reserved: it names a group of variables in checks", pos.line, pos.col)
             return False
         return True
 
     # -- statements --------------------------------------------------------------------------------
     def declare(self, d: st.Decl) -> None:
-        if not self.fresh_name(d.name, d.pos.line, d.pos.col):
+        if not self.fresh_name(d.name, d.pos):
             return
         self.defined_at[d.name] = d.pos.line
-        if not (self.shape_ok(d) and self.constraint_ok(d)):
+        bounds = self.checked_range(d) if self.shape_ok(d) else None
+        if bounds is None:
             self.poisoned.add(d.name)
             return
-        node = self.intern("var", (), d.shape, (d.name,), d.name, d.pos.line, d.pos.col)
+        node = self.new_node("var", (), d.shape, (d.name,), d.name, d.pos.line, d.pos.col)   # no other has its name
         node.names.append(d.name)
-        self.net.variables[d.name] = Variable(d.name, d.kind, d.shape, declared_range(d), node.id,
-                                              d.pos.line, d.pos.col, (d.lo_exact, d.hi_exact))
+        self.net.variables[d.name] = Variable(d.name, d.kind, d.shape, bounds, node.id, d.pos.line, d.pos.col,
+                                              (d.lo_exact, d.hi_exact))
         self.net.names[d.name] = node.id
 
+    def checked_range(self, d: st.Decl) -> Interval | None:
+        """`declared_range(d)`, or None where the constraint is bad (reported). A deep network repeats a few
+        constraints, so each distinct one is checked and made once."""
+        written = (d.constraint, d.lo, d.hi, d.lo_exact, d.hi_exact)
+        bounds = self.ranges.get(written)
+        if bounds is None and self.constraint_ok(d):
+            bounds = self.ranges[written] = declared_range(d)
+        return bounds
+
     def shape_ok(self, d: st.Decl) -> bool:
+        if d.shape in self.fine_shapes:          # checked before: a deep network repeats a few shapes
+            return True
+        if min(d.shape, default=1) > 0 and math.prod(d.shape) <= MAX_ENTRIES:   # the usual case, at once
+            self.fine_shapes.add(d.shape)
+            return True
         where = list(d.size_pos) + [d.shape_pos or d.pos] * len(d.shape)
         for n, p in zip(d.shape, where):
             if n <= 0:
@@ -272,6 +296,8 @@ class _Builder:
         return True
 
     def constraint_ok(self, d: st.Decl) -> bool:
+        if not d.constraint:                     # no bounds written: the whole line
+            return True
         lo_pos = d.constraint_pos or d.pos
         hi_pos = d.hi_pos or lo_pos
         written = {">=": [(d.lo, lo_pos)], "<=": [(d.hi, lo_pos)], "in": [(d.lo, lo_pos), (d.hi, hi_pos)]}
@@ -286,7 +312,7 @@ class _Builder:
         return True
 
     def assign(self, a: st.Assign) -> None:
-        if not self.fresh_name(a.name, a.pos.line, a.pos.col):
+        if not self.fresh_name(a.name, a.pos):
             return
         self.defined_at[a.name] = a.pos.line
         try:
@@ -301,7 +327,7 @@ class _Builder:
         if a.name in SCALAR_ATOMS or a.name in REDUCTIONS or a.name in PARAMETRIC_ATOMS or a.name == CONCAT:
             self.fail(f"`{a.name}` is a built-in function and cannot be redefined", a.pos.line, a.pos.col)
             return
-        if not self.fresh_name(a.name, a.pos.line, a.pos.col):
+        if not self.fresh_name(a.name, a.pos):
             return
         self.defined_at[a.name] = a.pos.line
         if self.atom_body_ok(a):
@@ -397,12 +423,12 @@ class _Builder:
             if name in ("inputs", "params") or name in self.net.variables:
                 continue
             ok = False
-            if name in self.poisoned and name in self.declared:  # its declaration was reported already
+            if name in self.poisoned and self.declared_anywhere(name):  # its declaration was reported already
                 continue
             if name in self.net.names or name in self.poisoned:
                 self.fail(f"`{name}` is not an input or param: checks are taken in variables "
                           f"(or `inputs`, `params`)", pos.line, pos.col)
-            elif name in self.all_defined:
+            elif self.defined_anywhere(name):
                 self.fail(f"unknown variable `{name}` (it is declared later: names must be defined before use)",
                           pos.line, pos.col)
             else:
@@ -422,50 +448,47 @@ class _Builder:
         if name in self.net.atom_defs or name in SCALAR_ATOMS or name in REDUCTIONS or name in PARAMETRIC_ATOMS \
                 or name in self.poisoned_atoms:
             return f"`{name}` is a function; call it as `{name}(…)`"
-        if name in self.all_defined:
+        if self.defined_anywhere(name):
             return f"unknown name `{name}` (it is defined later: names must be defined before use)"
         return f"unknown name `{name}`{did_you_mean(name, self.net.names)}"
 
     # -- expressions (iterative post-order: deep nesting costs no stack) -----------------------------
     def expression(self, root: st.Expr) -> Node:
-        done: list[Node] = []                        # the values of finished subexpressions, a stack
-        todo: list[tuple[st.Expr, int]] = [(root, -1)]  # (expression, its number of children once expanded)
+        names, nodes = self.net.names, self.net.nodes
+        done: list[Node] = []                    # the values of finished subexpressions, a stack
+        todo: list = [root]                      # expressions to expand, and (expression, arity) to make
         while todo:
-            e, n = todo.pop()
-            if n < 0:
-                kids = _children(e)
+            e = todo.pop()
+            kind = e.__class__
+            if kind is tuple:                    # its operands are the last `arity` values done
+                e, arity = e
+                args = done[-arity:]
+                del done[-arity:]
+                done.append(_MAKE[e.__class__](self, e, args))
+            elif kind is st.Name and e.id in names:   # the commonest operand, looked up here
+                done.append(nodes[names[e.id]])
+            elif kind is st.BinOp:               # the commonest operation, expanded here
+                todo += ((e, 2), e.right, e.left)
+            else:
+                kids = _OPERANDS[kind](e)
                 if kids:
                     todo.append((e, len(kids)))
-                    todo.extend((k, -1) for k in reversed(kids))
-                    continue
-                n = 0
-            args = done[len(done) - n:]
-            del done[len(done) - n:]
-            done.append(self.make(e, args))
+                    todo.extend(reversed(kids))
+                else:
+                    done.append(_MAKE[kind](self, e, ()))
         return done[0]
 
-    def make(self, e: st.Expr, args: list[Node]) -> Node:
-        if isinstance(e, st.Num):
-            if not math.isfinite(e.value):
-                self.fail(f"the number {_number_words(e.value)}", e.line, e.col)
-                raise _Poisoned
-            exact = e.exact if e.exact is not None else Fraction(e.value)
-            return self.intern("const", (), (), (e.value, exact), f"{e.value:g}", e.line, e.col)
-        if isinstance(e, st.Name):
-            return self.lookup(e)
-        if isinstance(e, st.Neg):
-            return self.intern("neg", args, args[0].shape, (), f"-{_wrap(args[0], 3)}", e.line, e.col, 3)
-        if isinstance(e, st.Pow):
-            return self.make_power(e, args[0])
-        if isinstance(e, st.Index):
-            return self.make_index(e, args[0])
-        if isinstance(e, st.Slice):
-            return self.make_slice(e, args[0])
-        if isinstance(e, st.BinOp):
-            return self.make_binary(e, args[0], args[1])
-        return self.make_call(e, args)
+    def make_number(self, e: st.Num, args) -> Node:
+        if not math.isfinite(e.value):
+            self.fail(f"the number {_number_words(e.value)}", e.line, e.col)
+            raise _Poisoned
+        exact = e.exact if e.exact is not None else Fraction(e.value)
+        return self.intern("const", (), (), (e.value, exact), f"{e.value:g}", e.line, e.col)
 
-    def lookup(self, e: st.Name) -> Node:
+    def make_neg(self, e: st.Neg, args) -> Node:
+        return self.intern("neg", args, args[0].shape, (), f"-{_wrap(args[0], 3)}", e.line, e.col, 3)
+
+    def lookup(self, e: st.Name, args=()) -> Node:
         if e.id in self.net.names:
             return self.net.nodes[self.net.names[e.id]]
         if e.id in self.poisoned:
@@ -473,8 +496,8 @@ class _Builder:
         self.fail(self.unknown_message(e.id), e.line, e.col)
         raise _Poisoned
 
-    def make_power(self, e: st.Pow, base: Node) -> Node:
-        p = e.exponent
+    def make_power(self, e: st.Pow, args) -> Node:
+        base, p = args[0], e.exponent
         if not math.isfinite(p):
             self.fail(f"the exponent {_number_words(p)}", e.line, e.col)
             raise _Poisoned
@@ -484,7 +507,8 @@ class _Builder:
         return self.intern("scalar", (base,), base.shape, ("power", p), f"{_wrap(base, 5)}^{p:g}",
                            e.line, e.col, 4)
 
-    def make_index(self, e: st.Index, base: Node) -> Node:
+    def make_index(self, e: st.Index, args) -> Node:
+        base = args[0]
         if len(base.shape) != 1:
             what = "a scalar" if not base.shape else f"a matrix {list(base.shape)}"
             self.fail(f"indexing needs a vector, but `{base.label}` is {what}", e.line, e.col)
@@ -495,7 +519,8 @@ class _Builder:
             raise _Poisoned
         return self.intern("index", (base,), (), (e.index,), f"{_wrap(base, 5)}[{e.index}]", e.line, e.col)
 
-    def make_binary(self, e: st.BinOp, a: Node, b: Node) -> Node:
+    def make_binary(self, e: st.BinOp, args) -> Node:
+        a, b = args
         op = BINARY_OPS[e.op]
         shape = matmul_shape(a.shape, b.shape) if op == "matmul" else broadcast_shape(a.shape, b.shape)
         if shape is None:
@@ -542,8 +567,9 @@ class _Builder:
             self.fail(f"unknown function `{f}`{did_you_mean(f, known)}", e.line, e.col)
         raise _Poisoned
 
-    def make_slice(self, e: st.Slice, base: Node) -> Node:
+    def make_slice(self, e: st.Slice, args) -> Node:
         """`v[i:j]`: entries i, ..., j - 1 of a vector (Python's half-open range, counting from 0)."""
+        base = args[0]
         if len(base.shape) != 1:
             what = "a scalar" if not base.shape else f"a matrix {list(base.shape)}"
             self.fail(f"slicing needs a vector, but `{base.label}` is {what}", e.line, e.col)
@@ -602,16 +628,21 @@ class _Builder:
 
     # -- hash-consing --------------------------------------------------------------------------------
     def intern(self, op, args, shape, attrs, text, line, col, precedence=9) -> Node:
-        ids = tuple(a.id for a in args)
-        key = (op, ids, attrs) if op != "var" else (op, attrs)
+        ids = tuple([a.id for a in args]) if len(args) != 2 else (args[0].id, args[1].id)  # the commonest, directly
+        key = (op, ids, attrs)
         found = self.index.get(key)
         if found is not None:
             return self.net.nodes[found]
+        node = self.new_node(op, ids, shape, attrs, text, line, col, precedence)
+        self.index[key] = node.id
+        return node
+
+    def new_node(self, op, ids, shape, attrs, text, line, col, precedence=9) -> Node:
+        nodes = self.net.nodes
         if len(text) > TEXT_LIMIT:
             text = text[:TEXT_LIMIT - 1] + "…"
-        node = Node(len(self.net.nodes), op, ids, tuple(shape), attrs, text, line, col, precedence=precedence)
-        self.net.nodes.append(node)
-        self.index[key] = node.id
+        node = Node(len(nodes), op, ids, tuple(shape), attrs, text, line, col, [], precedence)
+        nodes.append(node)
         return node
 
 
@@ -641,16 +672,22 @@ def _wrap(n: Node, outer: int) -> str:
     return f"({text})" if not n.names and n.precedence < outer else text
 
 
-def _children(e: st.Expr) -> list[st.Expr]:
-    if isinstance(e, st.BinOp):
-        return [e.left, e.right]
-    if isinstance(e, (st.Neg,)):
-        return [e.operand]
-    if isinstance(e, (st.Pow, st.Index, st.Slice)):
-        return [e.base]
-    if isinstance(e, st.Call):
-        return list(e.args)
-    return []
+# How the builder takes each kind of statement.
+_STATEMENT = {st.Decl: _Builder.declare, st.Assign: _Builder.assign, st.AtomDef: _Builder.define_atom,
+              st.Output: _Builder.output, st.Check: _Builder.check}
+
+# How the builder makes a node of each kind of expression, from the nodes of its operands (in order).
+_MAKE = {st.Num: _Builder.make_number, st.Name: _Builder.lookup, st.Neg: _Builder.make_neg,
+         st.Pow: _Builder.make_power, st.Index: _Builder.make_index, st.Slice: _Builder.make_slice,
+         st.BinOp: _Builder.make_binary, st.Call: _Builder.make_call}
+
+_OPERANDS = {st.Num: lambda e: (), st.Name: lambda e: (), st.BinOp: lambda e: (e.left, e.right),
+             st.Neg: lambda e: (e.operand,), st.Pow: lambda e: (e.base,), st.Index: lambda e: (e.base,),
+             st.Slice: lambda e: (e.base,), st.Call: lambda e: e.args}
+
+
+def _children(e: st.Expr) -> tuple[st.Expr, ...]:
+    return _OPERANDS[e.__class__](e)
 
 
 def _constant_roots(body: st.Expr) -> list:

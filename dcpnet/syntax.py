@@ -190,13 +190,20 @@ def normalise(text: str) -> str:
 @contextmanager
 def gc_paused():
     """Pause the cyclic garbage collector while building many small acyclic objects (a large network's
-    tokens, syntax nodes and DAG nodes): its passes over them cost a fifth of the time and free nothing."""
+    tokens, syntax nodes and DAG nodes): its passes over them cost a fifth of the time and free nothing.
+
+    On resuming, what was made is moved to the oldest generation (freeze, then unfreeze: two list splices),
+    which only a full collection visits; left young, the next allocation would start a collection that
+    traverses all of it at once, as long again as a fifth of the work."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if enabled:
+            if gc.get_freeze_count() == 0:     # unfreezing would also release what someone else froze
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 
@@ -233,14 +240,19 @@ def exact_decimal(tok) -> Fraction | None:
     return Fraction(0) if value == 0 else Fraction(str(tok))   # a zero skips 10**exponent (0e999999999)
 
 
-def _signed(children) -> float:
-    sign = -1.0 if len(children) == 2 and children[0] == "-" else 1.0
-    return sign * _float(children[-1])
+@lru_cache(maxsize=4096)
+def _literal(tok) -> tuple[float, Fraction | None]:
+    """`_float` and `exact_decimal` of a number as written, worked out once per distinct text (a network
+    repeats a few, like 0 and 1; both values are immutable, so the repeats share them)."""
+    return _float(tok), exact_decimal(tok)
 
 
-def _signed_exact(children) -> Fraction | None:
-    exact = exact_decimal(children[-1])
-    return -exact if exact is not None and len(children) == 2 and children[0] == "-" else exact
+def _signed(children) -> tuple[float, Fraction | None]:
+    """A signed number's value and exact value."""
+    value, exact = _literal(children[-1])
+    if len(children) == 2 and children[0] == "-":
+        return -1.0 * value, (None if exact is None else -exact)
+    return 1.0 * value, exact
 
 
 def _power(base: float, exponent: float) -> float:
@@ -300,11 +312,12 @@ def _make_transformer(plain: bool = False):
 
         def shape(self, items):
             sizes = items[1:]
-            return {"shape": tuple(_int(t) for t in sizes), "shape_pos": _pos(items[0]),
-                    "size_pos": tuple(_pos(t) for t in sizes)}
+            return {"shape": tuple([_int(t) for t in sizes]), "shape_pos": _pos(items[0]),
+                    "size_pos": tuple([_pos(t) for t in sizes])}
 
         def signed_number(self, items):
-            return (_signed(items), _pos(items[0]), _signed_exact(items))
+            value, exact = _signed(items)
+            return (value, _pos(items[0]), exact)
 
         def at_least(self, items):
             return {"lo": items[0][0], "constraint_pos": items[0][1], "constraint": ">=", "lo_exact": items[0][2]}
@@ -355,7 +368,7 @@ def _make_transformer(plain: bool = False):
             sign = -1 if items[0] == "-" else 1
             rest = items[1:] if getattr(items[0], "type", None) == "SIGN" else items
             base = rest[0]
-            value, exact = (_float(base), exact_decimal(base)) if not isinstance(base, tuple) else base
+            value, exact = _literal(base) if not isinstance(base, tuple) else base
             if len(rest) == 3:  # base ^ exponent, right-associative
                 value, exact = _power(value, rest[2][0]), _exact_power(exact, rest[2][1])
             return sign * value, (None if exact is None else sign * exact)
@@ -374,7 +387,8 @@ def _make_transformer(plain: bool = False):
 
         def number(self, items):
             tok = items[0]
-            return Num(tok.line, tok.column, _float(tok), exact_decimal(tok))
+            value, exact = _literal(tok)
+            return Num(tok.line, tok.column, value, exact)
 
         def name(self, items):
             tok = items[0]
@@ -410,7 +424,12 @@ def _lark(Lark, kind: str, options: dict):
 # are slots. Later lines of the same shape fill the slots with their own tokens and run the same
 # transformer callbacks, skipping lark's lexer and LALR loop. Any line lark would not accept alone, or a
 # character the scanner does not know, sends the whole file down the ordinary path (which reports errors).
+#
+# A shape met often also gets a regular expression that matches exactly its lines, and each shape
+# remembers the shape of the line that followed it: the next line is first tried against that guess, so a
+# repetitive file is read one match per line instead of a scan in Python (a miss costs one failed match).
 _FAST_MAX_LEXEMES = 200          # longer lines (deep nesting) go the ordinary way: templates are recursive
+PATTERN_AFTER = 16               # lines of one shape before it gets its pattern (compiling one costs ~0.5 ms)
 _templates: dict[tuple, tuple | None] = {}
 
 
@@ -452,6 +471,33 @@ def _grammar_words() -> frozenset:
     for group in re.findall(r"/\(?([A-Za-z_|]+)\)?\(\?!", grammar):
         words.update(group.split("|"))
     return frozenset(words)
+
+
+# The pieces of a shape's pattern: each matches what `_TOKEN` scans as that key element, and possessively,
+# so a match splits a line into the lexemes the scanner finds (a name eats its digits, `**` is not `*`).
+_GAP = r"[ \t\f\v]*"
+_WORD_END = r"(?![A-Za-z0-9_])"
+_DIGITS = r"\d++(?!\.|[eE][+-]?\d)"                            # a number that is plain digits
+_NUMBER = r"(?>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
+
+
+@cache
+def _piece(element: str) -> str:
+    if element == "name":
+        keywords = "|".join(sorted(_grammar_words()))
+        return rf"(?!(?:{keywords}){_WORD_END})[A-Za-z_][A-Za-z0-9_]*+"
+    if element == "digits":
+        return _DIGITS
+    if element == "number":
+        return rf"(?!{_DIGITS}){_NUMBER}"
+    if element in _grammar_words():
+        return re.escape(element) + _WORD_END
+    return r"\*(?!\*)" if element == "*" else re.escape(element)
+
+
+def _line_pattern(key: tuple) -> re.Pattern:
+    """The lines whose lexemes have this shape key, with lexeme i as group i + 1 (text and column)."""
+    return re.compile(_GAP + _GAP.join(f"({_piece(e)})" for e in key) + _GAP + r"(?:#.*)?")
 
 
 @lru_cache(maxsize=1)
@@ -512,52 +558,127 @@ def _same_class(lexeme, token_type: str) -> bool:
 
 
 def _filler(template, callbacks: dict):
-    """A function of (lexemes, line number) that runs the transformer callbacks over the template with this
-    line's tokens in its slots; made once per template, so a line of a known shape costs only the calls."""
+    """A function of (text, start, line number) that runs the transformer callbacks over the template with
+    this line's tokens in its slots, where `text(i + 1)` and `start(i + 1)` give the text and the 0-based
+    column of lexeme i (a match's `group` and `start`); made once per shape, so a line costs only the calls."""
     head, rest = template
     if head.__class__ is int:
-        kind = rest
-        return lambda lexemes, line_no: _token(kind, lexemes[head][1], line_no, lexemes[head][2])
+        kind, group = rest, head + 1
+        return lambda text, start, line_no: _token(kind, text(group), line_no, start(group) + 1)
     callback = callbacks[head]
     kids = [_filler(k, callbacks) for k in rest]
     if len(kids) == 1:
         (only,) = kids
-        return lambda lexemes, line_no: callback([only(lexemes, line_no)])
-    return lambda lexemes, line_no: callback([kid(lexemes, line_no) for kid in kids])
+        return lambda text, start, line_no: callback([only(text, start, line_no)])
+    return lambda text, start, line_no: callback([kid(text, start, line_no) for kid in kids])
 
 
-def _parse_by_templates(text: str) -> Program | None:
+def _generated_filler(template, callbacks: dict):
+    """`_filler` of the template as one generated function: a statement per token and per callback, with no
+    closure call or list comprehension per node. Compiling it costs as much as ~30 lines read the other way,
+    so only shapes met often get one."""
+    names: dict = {"Token": _Token}      # what the source refers to: only numbers and these names enter it
+    body: list[str] = []
+
+    def emit(node) -> str:               # postorder, every value in a variable: no nesting to limit
+        head, rest = node
+        var, ref = f"v{len(body)}", f"n{len(names)}"
+        if head.__class__ is int:
+            names[ref], group = rest, int(head) + 1
+            body.append(f"{var} = Token(text({group})); {var}.type = {ref}; {var}.line = line_no; "
+                        f"{var}.column = start({group}) + 1")
+            return var
+        names[ref] = callbacks[head]
+        args = ", ".join([emit(k) for k in rest])
+        var = f"v{len(body)}"
+        body.append(f"{var} = {ref}([{args}])")
+        return var
+
+    result = emit(template)
+    source = "def fill(text, start, line_no):\n" + "".join(f"    {line}\n" for line in body) + f"    return {result}\n"
+    exec(compile(source, "<dcpnet line filler>", "exec"), names)  # noqa: S102 (made above from numbers and names)
+    return names["fill"]
+
+
+class _Shape:
+    """A line shape met in this process: its filler, how often it was met, its pattern once met often, and
+    the shape of the line that followed it last (the guess for the next line). A plain class: a dataclass
+    costs half a millisecond of every process's import."""
+
+    __slots__ = ("fill", "key", "pattern", "seen", "template", "then")
+
+    def __init__(self, key: tuple, template: tuple, fill):
+        self.key, self.template, self.fill = key, template, fill
+        self.seen = 0
+        self.pattern: re.Pattern | None = None
+        self.then: _Shape | None = None
+
+
+_shapes: dict[tuple, _Shape] = {}
+
+
+def _parse_by_templates(text: str, lines: list[str] | None = None) -> Program | None:
+    """The program read line by line from templates; None where a line needs the ordinary parser. `lines`:
+    the text's lines, where the caller has them already."""
     callbacks = _callbacks()
     _load_templates()
     known = len(_templates)
     try:
-        return _fill_lines(text, callbacks)
+        return _fill_lines(text.split("\n") if lines is None else lines, callbacks)
     finally:
         if len(_templates) > known:
             _save_templates()
 
 
-def _fill_lines(text: str, callbacks: dict) -> Program | None:
+def _fill_lines(lines: list[str], callbacks: dict) -> Program | None:
     statements = []
-    fillers: dict = {}
-    for line_no, line in enumerate(text.split("\n"), 1):
+    last = None                                   # the shape of the last statement
+    for line_no, line in enumerate(lines, 1):
+        guess = last.then if last is not None else None
+        match = guess.pattern.fullmatch(line) if guess is not None and guess.pattern is not None else None
+        if match is not None:
+            statements.append(guess.fill(match.group, match.start, line_no))
+            last = guess
+            continue
         lexemes = _lexemes(line)
         if lexemes is None or len(lexemes) > _FAST_MAX_LEXEMES:
             return None
         if not lexemes:
             continue
-        key = _shape_key(lexemes)
+        shape = _shape_of(line, lexemes, callbacks)
+        if shape is None:
+            return None
+        statements.append(shape.fill(*_reading(lexemes), line_no))
+        if last is not None:
+            last.then = shape
+        last = shape
+    return callbacks["program"](statements)
+
+
+def _reading(lexemes) -> tuple:
+    """A filler's view of scanned lexemes, as a match gives it: the text and 0-based start of group i + 1."""
+    return (lambda group: lexemes[group - 1][1]), (lambda group: lexemes[group - 1][2] - 1)
+
+
+def _shape_of(line: str, lexemes, callbacks: dict) -> _Shape | None:
+    """The shape of a scanned line, its template made by lark when it is new; None if it has none."""
+    key = _shape_key(lexemes)
+    shape = _shapes.get(key)
+    if shape is None:
         if key not in _templates:
             made = _template(line, lexemes)
             _templates[key] = made if made is not None and _known_rules(made, callbacks) else None
         template = _templates[key]
         if template is None:
             return None
-        fill = fillers.get(key)
-        if fill is None:
-            fill = fillers[key] = _filler(template, callbacks)
-        statements.append(fill(lexemes, line_no))
-    return callbacks["program"](statements)
+        if len(_shapes) >= TEMPLATES_KEPT:        # a process that met very many shapes starts afresh
+            _shapes.clear()
+        shape = _shapes[key] = _Shape(key, template, _filler(template, callbacks))
+    shape.seen += 1
+    if shape.seen == PATTERN_AFTER:
+        shape.pattern = _line_pattern(key)
+        shape.fill = _generated_filler(shape.template, callbacks)
+    return shape
 
 
 # -- templates kept between processes ---------------------------------------------------------------------
@@ -673,7 +794,7 @@ def parse(text: str, file: str = "<input>", fast: bool = True) -> Program:
     source = SourceText(text, file)
     if fast:
         with gc_paused():
-            program = _parse_by_templates(text)
+            program = _parse_by_templates(text, source.lines)
         if program is not None:
             program.source = source
             return program
