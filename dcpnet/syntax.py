@@ -5,11 +5,9 @@ built bottom-up without recursion and a file of 10,000 layers costs no stack.
 """
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import math
-import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +15,7 @@ from fractions import Fraction
 from functools import cache, lru_cache
 from pathlib import Path
 
+from .cache import cache_dir, digest, keep, read_kept
 from .errors import DcpnetError, SourceText
 
 
@@ -689,30 +688,6 @@ def _shape_of(line: str, lexemes, callbacks: dict) -> _Shape | None:
 TEMPLATES_KEPT = 4096           # shapes kept at most (a file of many distinct shapes is parsed the usual way)
 
 
-def cache_dir() -> Path | None:
-    """Where dcpnet keeps what it computes once: $DCPNET_CACHE_DIR (set but empty: nowhere), else
-    $XDG_CACHE_HOME/dcpnet, else ~/.cache/dcpnet."""
-    chosen = os.environ.get("DCPNET_CACHE_DIR")
-    if chosen is not None:
-        return Path(chosen) if chosen else None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "dcpnet"
-
-
-@cache
-def _sha256():
-    """SHA-256 from CPython's own module where there is one: hashlib would load OpenSSL, which costs more
-    than the whole parse of a small file."""
-    try:
-        from _sha256 import sha256  # CPython 3.11
-    except ImportError:
-        try:
-            from _sha2 import sha256  # CPython 3.12 and later
-        except ImportError:
-            from hashlib import sha256
-    return sha256
-
-
 @cache
 def _templates_file() -> Path | None:
     folder = cache_dir()
@@ -720,50 +695,32 @@ def _templates_file() -> Path | None:
         return None
     from importlib.util import find_spec
 
-    digest = _sha256()(grammar_text().encode())
-    digest.update(Path(__file__).read_bytes())
     spec = find_spec("lark")
     if spec is None or spec.origin is None:
         return None
-    digest.update(Path(spec.origin).read_bytes())       # lark's __init__ names its version
-    return folder / f"templates-{digest.hexdigest()[:24]}.json"
+    try:                                                # lark's __init__ names its version
+        key = digest(grammar_text().encode(), Path(__file__).read_bytes(), Path(spec.origin).read_bytes())
+    except OSError:
+        return None
+    return folder / f"templates-{key[:24]}.json"
 
 
 @cache
 def _load_templates() -> None:
     """Add the kept templates to `_templates` (once per process); nothing when there are none or the file is
     damaged."""
+    body = read_kept(_templates_file())
     try:
-        path = _templates_file()
-        if path is None:
-            return
-        head, _, body = path.read_text().partition("\n")
-        if head != _sha256()(body.encode()).hexdigest():
-            return
-        kept = {tuple(key): template for key, template in json.loads(body)}
-    except (OSError, ValueError, TypeError):
+        kept = {tuple(key): template for key, template in json.loads(body)} if body is not None else {}
+    except (ValueError, TypeError):
         return
     for key, template in kept.items():
         _templates.setdefault(key, template)
 
 
 def _save_templates() -> None:
-    """Write `_templates` next to the file it replaces, then rename: readers see the old file or the new."""
-    try:
-        path = _templates_file()
-    except OSError:
-        return
-    if path is None or len(_templates) > TEMPLATES_KEPT:
-        return
-    body = json.dumps([[list(key), template] for key, template in _templates.items()])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(_sha256()(body.encode()).hexdigest() + "\n" + body)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    if len(_templates) <= TEMPLATES_KEPT:
+        keep(_templates_file(), json.dumps([[list(key), template] for key, template in _templates.items()]))
 
 
 def _known_rules(template: tuple, callbacks: dict) -> bool:

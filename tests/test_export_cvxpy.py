@@ -80,6 +80,7 @@ def test_dcp_whenever_dcpnet_proves_convexity(case):
     ("input x[2]\natom sq(t) = t^2 + 2 * t\nf = sum(sq(x))\n", "f"),
     ("input s\nf = leaky_relu(s, -0.5)^2\n", "f"),                               # >= 0 though not monotone
     ("input x[2]\nparam W[3, 2], w[3] >= 0\nf = w @ elu(W @ x) + log_sum_exp(elu(x))\n", "f"),   # an epigraph
+    ("input s <= 0\ne = s^1.5\nf = e^3\n", "f"),                                # e is 0: s^3 as written
 ])
 def test_range_based_rules_carry_over(text, output):
     net = load_text(text)

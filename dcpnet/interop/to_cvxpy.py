@@ -380,7 +380,7 @@ class _Objective:
         if p == 2:
             return f"cp.square({u})"
         odd = p.is_integer() and p > 2 and int(p) % 2 == 1
-        if odd and box is not None and box.hi <= 0:
+        if odd and box is not None and box.hi <= 0 and box.lo < 0:   # on [0, 0] the plain form is DCP as is
             return f"-cp.power(-({u}), {_num(p)})"     # u^p = -(-u)^p, convex in -u >= 0
         return f"cp.power({u}, {_num(p)})"
 
