@@ -8,7 +8,6 @@ training stopped on a non-finite value), 2 bad input.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 
@@ -197,6 +196,13 @@ def _cmd_import(args) -> int:
 
 # -- check ---------------------------------------------------------------------------------------------
 def _cmd_check(args) -> int:
+    from .collector import gc_paused
+
+    with gc_paused():   # each network and its analysis live until the command ends: a pass over them frees nothing
+        return _check_files(args)
+
+
+def _check_files(args) -> int:
     from .graph import load
     from .verify import check_network
 
@@ -209,9 +215,6 @@ def _cmd_check(args) -> int:
 
                 net, digest = load_fixed(net, args.params)
             results = check_network(net, args.wrt, seed=args.seed, budget=args.budget, trees=args.tree)
-            # the network and its analysis live until the process ends: a later pass of the collector over them
-            # (on a deep chain, one costs a third of the analysis) would free nothing
-            gc.freeze()
         except DcpnetError as err:
             if len(args.files) == 1:
                 raise

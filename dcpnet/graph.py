@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import syntax as st
 from .atoms import PARAMETRIC_ATOMS, REDUCTIONS, SCALAR_ATOMS, ScalarAtom, power
+from .collector import gc_paused
 from .errors import DcpnetError, Diagnostic, SourceText, did_you_mean
 from .lattice import Interval, enclose
 
@@ -161,7 +162,7 @@ def const_exact(node: Node) -> Fraction:
 
 def build(program: st.Program) -> Network:
     """Check a parsed program and build its DAG; raises DcpnetError listing every problem found."""
-    with st.gc_paused():
+    with gc_paused():
         return _Builder(program).run()
 
 

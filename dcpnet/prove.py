@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 from . import lattice as L
 from .atoms import REDUCTIONS, ScalarAtom
+from .collector import gc_paused
 from .graph import Network, Node, const_range
 from .lattice import Curvature, Interval, Monotonicity
-from .syntax import gc_paused
 
 C = Curvature
 M = Monotonicity

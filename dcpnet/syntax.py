@@ -5,17 +5,16 @@ built bottom-up without recursion and a file of 10,000 layers costs no stack.
 """
 from __future__ import annotations
 
-import gc
 import json
 import math
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cache, lru_cache
 from pathlib import Path
 
 from .cache import cache_dir, digest, keep, read_kept
+from .collector import gc_paused
 from .errors import DcpnetError, SourceText
 
 
@@ -184,26 +183,6 @@ def normalise(text: str) -> str:
     line numbers of diagnostics both assume."""
     text = text.removeprefix("\ufeff")
     return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-@contextmanager
-def gc_paused():
-    """Pause the cyclic garbage collector while building many small acyclic objects (a large network's
-    tokens, syntax nodes and DAG nodes): its passes over them cost a fifth of the time and free nothing.
-
-    On resuming, what was made is moved to the oldest generation (freeze, then unfreeze: two list splices),
-    which only a full collection visits; left young, the next allocation would start a collection that
-    traverses all of it at once, as long again as a fifth of the work."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            if gc.get_freeze_count() == 0:     # unfreezing would also release what someone else froze
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()
 
 
 def _pos(tok) -> Pos:
