@@ -2,7 +2,8 @@
 limits), values from the body.
 
 The child process converts the body to sympy and analyses it; only plain facts come back (`AtomFacts`),
-and they are kept (`kept.py`) so the next run needs no sympy at all. The record's values (NumPy f and f',
+and they are kept (`kept.py`) so the next run needs no sympy at all (sympy is imported only when some facts
+are not kept). The record's values (NumPy f and f',
 mpmath, the interval enclosure that bounds undecided regions) are read from the body as written
 (`dcpnet.body`), never from sympy's simplified form. On a limit the facts are the sound default and the
 record's `notes` say why; those are never kept (a later run, with more time, may do better).
@@ -48,6 +49,8 @@ def _build_all(net) -> None:
     keys = {n: kept.key(defs, n) for n in bodies if n not in results}
     results.update({n: facts for n, key in keys.items() if (facts := kept.facts(key)) is not None})
     asked = [n for n in keys if n not in results]
+    if asked:   # imported here, once per process: each child is forked with it (importing it costs more than most atoms)
+        from . import convert, derivation  # noqa: F401
     for name, facts in zip(asked, run_each_limited(lambda n: _child_facts(defs, n), asked, limits.WALL_SECONDS,
                                                    limits.MEMORY_BYTES)):
         if isinstance(facts, AtomFacts):
