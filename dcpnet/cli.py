@@ -8,6 +8,7 @@ training stopped on a non-finite value), 2 bad input.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 
@@ -162,6 +163,15 @@ def _cmd_export(args) -> int:
     _writable(args.out, "--out", args.force)
     print(export(args.file, args.to, args.out, _names(args.output) or None, _names(args.fixed)))
     return EXIT_OK
+
+
+def run() -> None:
+    """The `dcpnet` program: one command, then the process ends. Whatever is alive then is frozen, so the
+    interpreter's last collection does not traverse every object (the network, its analysis, numpy's) only to
+    free nothing; `main` itself, called in a process that goes on, leaves the collector as it was."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,6 @@ exact output at a fixed width.
 """
 from __future__ import annotations
 
-import html
 import io
 import json
 import math
@@ -420,7 +419,7 @@ def rich_result(result):
 
 def html_result(result) -> str:
     """HTML for Jupyter: a table of the three verdicts, the witness, and the certificate tree collapsed."""
-    esc = html.escape
+    from html import escape as esc  # here: a notebook's need, not a check's
     rows = []
     for prop in ("convex", "concave", "affine"):
         res = result[prop]
@@ -438,6 +437,8 @@ def html_result(result) -> str:
 
 def _html_tree(node: dict, depth: int = 0, limit: int = 2000) -> str:
     """Nested lists; subtrees below the first levels start collapsed."""
+    from html import escape as esc
+
     out, stack, count = [], [("node", node, depth)], 0
     while stack:
         kind, item, d = stack.pop()
@@ -448,7 +449,7 @@ def _html_tree(node: dict, depth: int = 0, limit: int = 2000) -> str:
         if count > limit:
             out.append("<li>…</li>")
             continue
-        label = html.escape(f"{item['curvature']} {item['expr']}  ({item['rule']})")
+        label = esc(f"{item['curvature']} {item['expr']}  ({item['rule']})")
         if item.get("failed"):
             label = "✗ " + label
         if not item["children"]:
