@@ -166,7 +166,11 @@ def assert_same_outputs(module, net, params, rng, n=7):
     mine = run_net(net, params, inputs)
     theirs = run_module(module, inputs, net.inputs)
     for name, ref in zip(net.outputs, theirs):
-        np.testing.assert_allclose(mine[name].reshape(n, -1), ref, rtol=1e-6, atol=1e-12)
+        # ONNX keeps an activation's constants (selu's alpha and scale, ...) as float32 attributes: each entry is
+        # off by a float32 rounding relative to the outputs' scale, which a cancellation can make large relative
+        # to that entry alone
+        scale = max(1.0, float(np.max(np.abs(ref), initial=0.0)))
+        np.testing.assert_allclose(mine[name].reshape(n, -1), ref, rtol=1e-6, atol=1e-6 * scale)
 
 
 def confirm_with_module(module, net, witness, prop, output=0):
