@@ -81,7 +81,7 @@ def _calls(e) -> list[str]:
         e = todo.pop()
         if isinstance(e, st.Call):
             out.append(e.func)
-        todo.extend(v for v in _children(e))
+        todo.extend(_children(e))
     return out
 
 
